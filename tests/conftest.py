@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny generic-format shops written by hand, and the real sample if present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def real_data_dir() -> Path | None:
+    """The Instacart sample: $XSELL_DATA_DIR, else ../shared/data beside the repo."""
+    env = os.environ.get("XSELL_DATA_DIR")
+    for cand in ([Path(env)] if env else []) + [SHARED_DATA]:
+        if (cand / "instacart" / "products.csv").is_file() or (cand / "products.csv").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture
+def items_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "item_id": ["a", "b", "c", "d", "e"],
+        "title": ["Spaghetti", "Marinara Sauce", "Parmesan", "Baby Wipes", "Diapers Size 3"],
+        "category": ["pantry > pasta", "pantry > sauces", "dairy > cheese",
+                     "babies > wipes", "babies > diapers"],
+        "price": [1.5, 3.0, 4.5, 2.0, 12.0],
+    })
+
+
+@pytest.fixture
+def interactions_frame() -> pd.DataFrame:
+    # Two users, baskets given by id, time by ISO timestamps.
+    return pd.DataFrame({
+        "user_id": ["u1"] * 6 + ["u2"] * 5,
+        "item_id": ["a", "b", "a", "c", "a", "d", "e", "d", "e", "a", "b"],
+        "basket_id": ["o1", "o1", "o2", "o2", "o3", "o3", "o4", "o4", "o5", "o6", "o6"],
+        "timestamp": ["2024-01-01", "2024-01-01", "2024-01-05", "2024-01-05", "2024-02-01",
+                      "2024-02-01", "2024-01-02", "2024-01-02", "2024-01-20", "2024-03-01",
+                      "2024-03-01"],
+        "quantity": [1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1],
+    })
+
+
+@pytest.fixture
+def shop_dir(tmp_path, interactions_frame, items_frame) -> Path:
+    interactions_frame.to_csv(tmp_path / "interactions.csv", index=False)
+    items_frame.to_csv(tmp_path / "items.csv", index=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def instacart():
+    from xsell.data.instacart import load_instacart
+
+    path = real_data_dir()
+    if path is None:
+        pytest.skip("Instacart sample not found (set XSELL_DATA_DIR)")
+    return load_instacart(path)

@@ -1,0 +1,111 @@
+"""The ``xsell`` command line.
+
+Commands::
+
+    xsell data summary   [--data PATH | --interactions F --items F] [--json]
+    xsell data validate  --interactions F --items F
+    xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
+
+Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from xsell.data.dataset import Dataset
+from xsell.data.loaders import describe_source, load_dataset
+from xsell.data.validation import DataValidationError
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (default: $XSELL_DATA_DIR, else the synthetic shop)")
+    g.add_argument("--data", metavar="PATH", help="folder with Instacart or generic-format files")
+    g.add_argument("--interactions", metavar="CSV", help="interactions.csv (generic format)")
+    g.add_argument("--items", metavar="CSV", help="items.csv (generic format)")
+    g.add_argument("--synthetic", action="store_true",
+                   help="use the synthetic shop even if XSELL_DATA_DIR is set")
+    g.add_argument("--users", type=int, default=1000, help="users of the synthetic shop")
+    g.add_argument("--seed", type=int, default=0, help="random seed (synthetic shop, splits)")
+
+
+def _load(args: argparse.Namespace) -> Dataset:
+    if args.synthetic:
+        from xsell.data.synthetic import make_synthetic_shop
+
+        return make_synthetic_shop(n_users=args.users, seed=args.seed)
+    return load_dataset(args.data, interactions=args.interactions, items=args.items,
+                        synthetic_users=args.users, seed=args.seed)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    ds = _load(args)
+    if args.json:
+        print(json.dumps({"source": describe_source(ds), **ds.summary()}, indent=2))
+    else:
+        print(f"data: {describe_source(ds)}")
+        print(ds.summary_text())
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    ds = Dataset.from_csv(args.interactions, args.items)
+    print(f"ok: {ds!r}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from xsell.pipeline import run, save_json
+
+    t = time.perf_counter()
+    ds = _load(args)
+    load_s = time.perf_counter() - t
+    result = run(ds, seed=args.seed)
+    result.seconds = {"load": load_s, **result.seconds}
+    print(result.report())
+    if args.out:
+        path = save_json(result.to_dict(), f"{args.out}/run.json")
+        print(f"\nwrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xsell`` command."""
+    parser = argparse.ArgumentParser(prog="xsell", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect and check data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    summary = data_sub.add_parser("summary", help="users, items, baskets, categories, histories")
+    _add_data_args(summary)
+    summary.add_argument("--json", action="store_true", help="print JSON")
+    summary.set_defaults(func=_cmd_summary)
+    validate = data_sub.add_parser("validate", help="check two CSV files in the generic format")
+    validate.add_argument("--interactions", required=True, metavar="CSV")
+    validate.add_argument("--items", required=True, metavar="CSV")
+    validate.set_defaults(func=_cmd_validate)
+
+    run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
+    _add_data_args(run)
+    run.add_argument("--out", metavar="DIR", help="also write DIR/run.json")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xsell`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"xsell: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

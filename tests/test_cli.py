@@ -45,3 +45,11 @@ def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "xsell.cli", "--help"], capture_output=True,
                           text=True, check=True)
     assert "data" in done.stdout and "run" in done.stdout
+
+
+def test_committed_example_shop(capsys):
+    from conftest import REPO
+
+    assert main(["data", "summary", "--data", str(REPO / "data" / "example"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["users"] == 5 and stats["categories_per_level"] == [4, 7, 9]

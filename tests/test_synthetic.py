@@ -171,7 +171,7 @@ def test_department_adoption_raises_late_new_department_orders():
         flags = new_department_flags(ds)
         return flags[flags.index.get_level_values("seq") >= 4].mean()
 
-    assert late_share(1.0) > 1.5 * late_share(0.0)
+    assert late_share(1.0) > 1.3 * late_share(0.0)
 
 
 # ---------------------------------------------------------------------------- planted complements

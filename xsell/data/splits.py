@@ -66,7 +66,7 @@ class Split:
         return int((train[S.SEQ].to_numpy() > train[S.USER].map(first_test).to_numpy()).sum())
 
     def train_dataset(self, include_validation: bool = False) -> Dataset:
-        """The training part as a :class:`Dataset` (optionally with validation added)."""
+        """The training part as a :class:`~xsell.data.dataset.Dataset` (optionally with validation added)."""
         parts = [self.train, self.validation] if include_validation else [self.train]
         inter = pd.concat(parts).sort_values([S.USER, S.SEQ], kind="stable")
         return self.dataset.with_interactions(inter.reset_index(drop=True), split=self.name)
@@ -140,7 +140,7 @@ def global_time_split(dataset: Dataset, validation_frac: float = 0.1, test_frac:
         Data with a ``timestamp`` column.
     validation_frac, test_frac : float
         Shares of baskets in the validation and test periods.
-    cutoffs : tuple of two timestamps, optional
+    cutoffs : tuple of pandas.Timestamp, optional
         Explicit (validation start, test start); overrides the fractions.
 
     Raises

@@ -39,6 +39,18 @@ import pandas as pd
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
+__all__ = [
+    "AISLES",
+    "COMPLEMENT_PROB",
+    "DEPARTMENTS",
+    "PLANTED_COMPLEMENTS",
+    "Aisle",
+    "generate_shop_frames",
+    "make_catalogue",
+    "make_synthetic_shop",
+    "planted_complement_pairs",
+]
+
 # ---------------------------------------------------------------------------- catalogue
 
 
@@ -58,7 +70,7 @@ class Aisle:
     price : tuple of float
         Range of shelf prices.
     brands : tuple of str
-        Brands. ``""`` and the words in :data:`QUALIFIERS` (``"Organic"``) make unbranded
+        Brands. ``""`` and the words in ``QUALIFIERS`` (``"Organic"``) make unbranded
         products: they may lead the title but leave the brand missing.
     products : dict of str to tuple of str
         Product noun -> its variants (an empty tuple: the noun alone).
@@ -75,7 +87,7 @@ class Aisle:
 
     @property
     def department(self) -> str:
-        """The top level of :attr:`path`."""
+        """The top level of ``path``."""
         return self.path.split(S.CATEGORY_SEP)[0]
 
     def all_products(self) -> list[tuple[str, str | None]]:
@@ -93,7 +105,7 @@ class Aisle:
 QUALIFIERS = frozenset({"", "Organic", "Grass-Fed"})
 
 
-#: Departments: name -> (weight, reach). ``weight`` sets how much of a typical user's
+#: Departments, as name -> (weight, reach). ``weight`` sets how much of a typical user's
 #: spending goes there; ``reach`` is the share of users who shop there from their first order
 #: on (the others may *adopt* it later). Everybody buys produce, so every user has a start.
 DEPARTMENTS: dict[str, tuple[float, float]] = {
@@ -114,6 +126,9 @@ DEPARTMENTS: dict[str, tuple[float, float]] = {
 }
 
 _P = "produce > "
+#: The aisles of the synthetic shop, each with the recipe of its product names.
+#:
+#: :meta hide-value:
 AISLES: tuple[Aisle, ...] = (
     # produce --------------------------------------------------------------------------
     Aisle(_P + "fresh fruits", 3.0, (0.79, 5.99), ("", "Organic"), {
@@ -457,11 +472,17 @@ AISLE_CONCENTRATION = 2.0
 BRAND_LOYALTY = 0.3
 
 #: Zipf exponent of item popularity within an aisle: a few best sellers, a long tail.
-ZIPF_EXPONENT = 1.0
+ZIPF_EXPONENT = 1.2
+
+#: Mean number of staples per user (items re-bought in most baskets).
+STAPLES_MEAN = 5
+
+#: Chance, per basket, that a staple is replaced by a new favourite (taste drift).
+STAPLE_TURNOVER = 0.08
 
 # ---------------------------------------------------------------------------- planted structure
 
-#: Planted cross-department complements: (trigger aisle, complement aisle). When a basket holds
+#: Planted cross-department complements, as (trigger aisle, complement aisle) pairs. When a basket holds
 #: an item from the trigger aisle, an item from the complement aisle -- the user's own
 #: favourite there, drawn from their tastes -- is added with probability ``complement_prob``.
 #: Trigger and complement are always in different departments.
@@ -538,7 +559,7 @@ def make_synthetic_shop(n_users: int = 1000, seed: int = 0, *, n_baskets_mean: f
         Seed of the random generator; the same seed gives the same data.
     n_baskets_mean : float
         Mean number of orders per user (each user places at least 3, at most
-        :data:`MAX_BASKETS`).
+        ``MAX_BASKETS``).
     basket_size_mean : float
         Mean number of items drawn for a basket before planted complements are added.
     complement_prob : float
@@ -756,9 +777,11 @@ def _draw_baskets(rng: np.random.Generator, tastes: _Tastes, n_baskets: np.ndarr
         probs_before = tastes.item_probs(u, before, cat)
         probs_after = tastes.item_probs(u, after, cat)
 
-        # staples: a few favourite items, each re-bought in most baskets
-        n_staples = 1 + rng.poisson(3)
-        staples = rng.choice(cat.n_items, size=n_staples, replace=False, p=probs_before)
+        # staples: a few favourite items, each re-bought in most baskets; now and then one
+        # is replaced by a new favourite, so tastes drift and the past predicts the future
+        # less well than the future would (what makes the random split leak)
+        n_staples = 1 + rng.poisson(STAPLES_MEAN - 1)
+        slot_item = _drifting_staples(rng, n_b, n_staples, probs_before, cat.n_items)
         keeps_staple = rng.random((n_b, n_staples)) < rng.beta(6, 4)
         staple_basket, staple_col = np.nonzero(keeps_staple)
 
@@ -772,8 +795,20 @@ def _draw_baskets(rng: np.random.Generator, tastes: _Tastes, n_baskets: np.ndarr
         other_item[late] = rng.choice(cat.n_items, size=late.sum(), p=probs_after)
 
         out_basket.append(first_basket[u] + np.concatenate([staple_basket, other_basket]))
-        out_item.append(np.concatenate([staples[staple_col], other_item]))
+        out_item.append(np.concatenate([slot_item[staple_basket, staple_col], other_item]))
     return np.concatenate(out_basket), np.concatenate(out_item)
+
+
+def _drifting_staples(rng: np.random.Generator, n_baskets: int, n_staples: int,
+                      probs: np.ndarray, n_items: int) -> np.ndarray:
+    """Staple item of each (basket, staple slot): each slot changes item with STAPLE_TURNOVER."""
+    changes = rng.random((n_baskets, n_staples)) < STAPLE_TURNOVER
+    changes[0] = True  # every slot starts with an item
+    items = np.zeros((n_baskets, n_staples), dtype=int)
+    items[changes] = rng.choice(n_items, size=int(changes.sum()), p=probs)
+    # forward-fill: each basket uses the slot's most recent choice
+    last_change = np.maximum.accumulate(np.where(changes, np.arange(n_baskets)[:, None], 0), axis=0)
+    return items[last_change, np.arange(n_staples)]
 
 
 def _adopt_department(rng: np.random.Generator, dept_share: np.ndarray, n_baskets: int,

@@ -40,7 +40,7 @@ def interaction_matrix(dataset: Dataset, users: pd.Index | None = None,
 
 
 class Recommender:
-    """Base class: subclasses implement :meth:`fit` and :meth:`_score_rows`."""
+    """Base class: subclasses implement :meth:`fit` and ``_score_rows``."""
 
     #: Users scored at once by :meth:`recommend` (bounds memory).
     batch_size: int = 256

@@ -59,7 +59,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from xsell.pipeline import run, save_json
+    from xsell.fileio import save_json
+    from xsell.pipeline import run
 
     t = time.perf_counter()
     ds = _load(args)

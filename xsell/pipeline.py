@@ -5,12 +5,8 @@ Later chapters add training and evaluation to the same pipeline.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from xsell.data.cleaning import CleaningReport, clean
 from xsell.data.dataset import Dataset
@@ -26,6 +22,7 @@ class RunResult:
     summary: dict
     cleaning: CleaningReport
     splits: dict[str, Split]
+    summary_text: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -46,8 +43,6 @@ class RunResult:
             out += ["", f"split {name}:", s.sizes().to_string(float_format=lambda x: f"{x:.3f}")]
         out += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         return "\n".join(out)
-
-    summary_text: str = ""
 
 
 def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | None = 5.0,
@@ -75,20 +70,5 @@ def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | No
     if "timestamp" in cleaned.interactions:
         splits["global time"] = global_time_split(cleaned)
     seconds["split"] = time.perf_counter() - t
-    return RunResult(describe_source(dataset), cleaned.summary(), report, splits, seconds,
-                     summary_text=cleaned.summary_text())
-
-
-def save_json(obj: dict, path: str | os.PathLike) -> Path:
-    """Write JSON atomically (temporary file + rename), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return RunResult(describe_source(dataset), cleaned.summary(), report, splits,
+                     summary_text=cleaned.summary_text(), seconds=seconds)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from xsell.data.validation import (
     validate_items,
     validate_references,
 )
+from xsell.fileio import save_csv
 
 
 class Dataset:
@@ -261,24 +261,8 @@ class Dataset:
             Paths of ``interactions.csv`` and ``items.csv``.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        inter = self.interactions.copy()
-        paths = (folder / S.INTERACTIONS_FILE, folder / S.ITEMS_FILE)
-        for frame, path in ((inter, paths[0]), (self.items, paths[1])):
-            atomic_write_csv(frame, path)
-        return paths
-
-
-def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` via a temporary file, so a failure leaves no partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return (save_csv(self.interactions, folder / S.INTERACTIONS_FILE),
+                save_csv(self.items, folder / S.ITEMS_FILE))
 
 
 def canonical_interactions(df: pd.DataFrame) -> pd.DataFrame:

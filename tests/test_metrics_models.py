@@ -75,3 +75,14 @@ def test_recommend_batches_agree(tiny):
     full = model.recommend([1, 2, 3], k=3, exclude_seen=True)
     model.batch_size = 1
     assert (model.recommend([1, 2, 3], k=3, exclude_seen=True) == full).all()
+
+
+def test_history_argument_scores_new_users(tiny):
+    import pandas as pd
+
+    model = BuyAgain().fit(tiny)
+    history = pd.DataFrame({"user_id": [99, 99, 1], "item_id": [14, 14, 13], "seq": [0, 1, 0]})
+    recs = model.recommend([99, 1], k=1, history=history)
+    assert recs.tolist() == [[14], [13]]  # user 1 is read from the given history only
+    excluded = model.recommend([99], k=1, history=history, exclude_seen=True)
+    assert excluded.tolist() == [[12]]

@@ -4,6 +4,12 @@ Construct with hyperparameters, :meth:`~Recommender.fit` on a training
 :class:`~xsell.data.dataset.Dataset`, then :meth:`~Recommender.score` users against items
 or :meth:`~Recommender.recommend` the top ``k``. Items are the training dataset's whole
 catalogue, in catalogue order; users are given by their ids.
+
+A user's *history* is what a model conditions on. By default it is the user's training
+interactions; pass ``history=`` (interaction rows) to score users from any other history
+-- a new user, or a user seen only up to some point in time (the rolling-origin protocol).
+History-based models (buy-again, item-kNN, EASE) read the history directly; factor models
+fold it in.
 """
 
 from __future__ import annotations
@@ -16,31 +22,34 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
 
-def interaction_matrix(dataset: Dataset, users: pd.Index | None = None,
+def interaction_matrix(interactions: pd.DataFrame, users: pd.Index, items: pd.Index,
                        values: np.ndarray | None = None) -> sp.csr_matrix:
-    """User x item matrix of a dataset's interactions (rows follow ``users``).
+    """Users x items matrix of interaction rows; repeated (user, item) pairs add up.
 
     Parameters
     ----------
-    dataset : Dataset
-        Interactions and catalogue; columns follow ``dataset.item_index``.
-    users : pandas.Index, optional
-        Row order; defaults to ``dataset.user_index``.
+    interactions : pandas.DataFrame
+        Rows with ``user_id`` and ``item_id``.
+    users, items : pandas.Index
+        Row and column order; rows of unknown users or items are dropped.
     values : numpy.ndarray, optional
-        One weight per interaction row (default 1); repeated (user, item) pairs add up.
+        One weight per interaction row (default 1).
     """
-    users = dataset.user_index if users is None else users
-    inter = dataset.interactions
-    rows = users.get_indexer(inter[S.USER])
-    cols = dataset.item_index.get_indexer(inter[S.ITEM])
-    vals = np.ones(len(inter)) if values is None else np.asarray(values, dtype=float)
-    keep = rows >= 0
+    rows = users.get_indexer(interactions[S.USER])
+    cols = items.get_indexer(interactions[S.ITEM])
+    vals = np.ones(len(interactions)) if values is None else np.asarray(values, dtype=float)
+    keep = (rows >= 0) & (cols >= 0)
     return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])),
-                         shape=(len(users), len(dataset.item_index)))
+                         shape=(len(users), len(items)))
 
 
 class Recommender:
-    """Base class: subclasses implement :meth:`fit` and ``_score_rows``."""
+    """Base class of every model.
+
+    Subclasses implement :meth:`fit` (calling ``self._remember(train)`` first) and
+    ``_score_history``; they may override :meth:`history_matrix` to weight a history their
+    own way (buy-again weights recent purchases more).
+    """
 
     #: Users scored at once by :meth:`recommend` (bounds memory).
     batch_size: int = 256
@@ -49,37 +58,64 @@ class Recommender:
         """Learn from a training dataset; returns ``self``."""
         raise NotImplementedError
 
-    def _remember(self, train: Dataset) -> None:
-        # Every model needs the id maps and what each user has already bought.
-        self.dataset_ = train
-        self.users_ = train.user_index
-        self.items_ = train.item_index
-        self.seen_ = interaction_matrix(train).tocsr()
-        self.seen_.data[:] = 1.0
+    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        """Dense scores (users x items) from histories (rows of ``history``).
 
-    def _rows(self, users) -> np.ndarray:
-        """Training-row of each user id, -1 for users unseen in training."""
-        return self.users_.get_indexer(np.atleast_1d(np.asarray(users)))
-
-    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Scores (len(rows) x n_items) for training rows (-1 = unknown user)."""
+        ``rows`` holds each user's training row, or -1 when the history is not the
+        training history (factor models then fold the user in).
+        """
         raise NotImplementedError
 
-    def score(self, users, items=None) -> np.ndarray:
+    def history_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
+        """Users x catalogue matrix of a history, weighted as this model reads it (counts)."""
+        return interaction_matrix(interactions, users, self.items_)
+
+    # ------------------------------------------------------------------ provided
+    def _remember(self, train: Dataset) -> None:
+        # Every model needs the id maps and its view of each user's training history.
+        self.dataset_ = train
+        self.users_ = train.user_index
+        self.items_ = train.item_index  # set before history_matrix, which uses it
+        self.train_history_ = self.history_matrix(train.interactions, self.users_)
+
+    def _histories(self, users, history: pd.DataFrame | None) -> tuple[sp.csr_matrix, np.ndarray]:
+        users = np.atleast_1d(np.asarray(users))
+        if history is None:
+            rows = self.users_.get_indexer(users)
+            known = np.flatnonzero(rows >= 0)
+            selector = sp.csr_matrix((np.ones(len(known)), (known, rows[known])),
+                                     shape=(len(users), len(self.users_)))
+            return (selector @ self.train_history_).tocsr(), rows
+        if not pd.Index(users).is_unique:
+            raise ValueError("users must be unique when a history is given")
+        index = pd.Index(users)
+        return self.history_matrix(history, index).tocsr(), np.full(len(users), -1)
+
+    def score(self, users, items=None, history: pd.DataFrame | None = None) -> np.ndarray:
         """Scores of ``users`` (ids) for ``items`` (ids; default all catalogue items).
+
+        Parameters
+        ----------
+        users : array-like
+            User ids.
+        items : array-like, optional
+            Item ids (default: the whole catalogue, in catalogue order).
+        history : pandas.DataFrame, optional
+            Interaction rows to use as the users' histories instead of the training data.
 
         Returns
         -------
         numpy.ndarray
             Shape ``(len(users), len(items))``; higher is better.
         """
-        scores = self._score_rows(self._rows(users))
+        matrix, rows = self._histories(users, history)
+        scores = self._score_history(matrix, rows)
         if items is not None:
             scores = scores[:, self.dataset_.item_codes(items)]
         return scores
 
-    def recommend(self, users, k: int = 10, exclude_seen: bool = False,
-                  candidates=None) -> np.ndarray:
+    def recommend(self, users, k: int = 10, exclude_seen: bool = False, candidates=None,
+                  history: pd.DataFrame | None = None) -> np.ndarray:
         """Top-``k`` item ids for each user, best first.
 
         Parameters
@@ -89,16 +125,18 @@ class Recommender:
         k : int
             List length.
         exclude_seen : bool
-            Remove items the user bought in training.
+            Remove items in the user's history.
         candidates : array-like, optional
             Item ids to rank (default: the whole catalogue).
+        history : pandas.DataFrame, optional
+            Interaction rows to use as the users' histories instead of the training data.
 
         Returns
         -------
         numpy.ndarray
             Item ids, shape ``(len(users), k)``.
         """
-        rows = self._rows(users)
+        matrix, rows = self._histories(users, history)
         mask = None
         if candidates is not None:
             mask = np.full(len(self.items_), True)
@@ -107,12 +145,11 @@ class Recommender:
         out = []
         # Score users in chunks: a dense users x catalogue block can be gigabytes.
         for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            scores = self._score_rows(chunk).astype(float, copy=False)
+            part = slice(start, start + self.batch_size)
+            scores = self._score_history(matrix[part], rows[part]).astype(float, copy=True)
             if exclude_seen:
-                known = np.flatnonzero(chunk >= 0)
-                seen = self.seen_[chunk[known]].tocoo()
-                scores[known[seen.row], seen.col] = -np.inf
+                seen = matrix[part].tocoo()
+                scores[seen.row, seen.col] = -np.inf
             if mask is not None:
                 scores[:, mask] = -np.inf
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]

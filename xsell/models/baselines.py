@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
@@ -18,21 +20,23 @@ class Popularity(Recommender):
     def fit(self, train: Dataset) -> Popularity:
         """Count purchases per item."""
         self._remember(train)
-        self.popularity_ = np.asarray(interaction_matrix(train).sum(axis=0)).ravel()
+        counts = interaction_matrix(train.interactions, self.users_, self.items_)
+        self.popularity_ = np.asarray(counts.sum(axis=0)).ravel()
         return self
 
-    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.tile(self.popularity_.astype(float), (len(rows), 1))
+    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        return np.tile(self.popularity_.astype(float), (history.shape[0], 1))
 
 
 class BuyAgain(Recommender):
     """Recommend what the user already buys, most frequent and recent first.
 
-    :math:`s_{ui} = \\sum_{b \\ni i} \\gamma^{\\,n_u - 1 - t_b} + \\epsilon\\,\\mathrm{pop}_i`,
+    :math:`s_{ui} = \\sum_{b \\ni i} 2^{-(n_u - 1 - t_b)/h} + \\epsilon\\,\\mathrm{pop}_i`,
     where :math:`t_b` is the position of basket :math:`b` in the user's history of
-    :math:`n_u` baskets and :math:`\\gamma = 2^{-1/h}` for half-life :math:`h` baskets.
-    The small popularity term only breaks ties (and serves users with no history). On
-    grocery data, where most of a basket is re-purchases, this is the baseline to respect.
+    :math:`n_u` baskets and :math:`h` the half-life in baskets (:math:`h=\\infty`: plain
+    frequency). The small popularity term only breaks ties (and serves users with no
+    history). On grocery data, where most of a basket is re-purchases, this is the
+    baseline to respect.
 
     Parameters
     ----------
@@ -43,25 +47,23 @@ class BuyAgain(Recommender):
     def __init__(self, half_life: float | None = None):
         self.half_life = half_life
 
-    def fit(self, train: Dataset) -> BuyAgain:
-        """Accumulate recency-weighted purchase counts per (user, item)."""
-        self._remember(train)
-        inter = train.interactions
-        if self.half_life is None:
-            weights = np.ones(len(inter))
+    def history_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
+        """Recency-weighted purchase counts per (user, item)."""
+        if self.half_life is None or len(interactions) == 0:
+            weights = None
         else:
-            age = inter.groupby(S.USER)[S.SEQ].transform("max") - inter[S.SEQ]
+            age = interactions.groupby(S.USER)[S.SEQ].transform("max") - interactions[S.SEQ]
             weights = 0.5 ** (age.to_numpy() / self.half_life)
-        self.weights_ = interaction_matrix(train, values=weights).tocsr()
-        pop = np.asarray(interaction_matrix(train).sum(axis=0)).ravel()
-        # Tie-breaker strictly smaller than any single weighted purchase.
-        floor = weights.min() if len(weights) else 1.0
-        self.tiebreak_ = 0.5 * floor * pop / max(pop.max(), 1.0)
+        return interaction_matrix(interactions, users, self.items_, weights)
+
+    def fit(self, train: Dataset) -> BuyAgain:
+        """Remember every user's weighted history and the popularity tie-breaker."""
+        self._remember(train)
+        pop = np.asarray(interaction_matrix(train.interactions, self.users_, self.items_)
+                         .sum(axis=0)).ravel()
+        # Smaller than any purchase weight this model will see in a year of baskets.
+        self.tiebreak_ = 1e-6 * pop / max(pop.max(), 1.0)
         return self
 
-    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        scores = np.tile(self.tiebreak_, (len(rows), 1))
-        known = rows >= 0
-        if known.any():
-            scores[known] += self.weights_[rows[known]].toarray()
-        return scores
+    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        return history.toarray() + self.tiebreak_

@@ -5,6 +5,7 @@ Commands::
     xsell data summary   [--data PATH | --interactions F --items F] [--json]
     xsell data validate  --interactions F --items F
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
+    xsell evaluate       [data] --protocol P --models a,b --k 10,20 --out results.json
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 """
@@ -74,6 +75,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from xsell.experiments import evaluate_dataset
+    from xsell.models.registry import model_class
+
+    ks = [int(k) for k in _csv_list(args.k)]
+    variants = _csv_list(args.variants)
+    names = _csv_list(args.models)
+    for name in names:  # fail on a typo before loading anything
+        model_class(name)
+    ds = _load(args)
+    result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
+                              baseline=args.baseline, tuned=not args.no_tune,
+                              n_origins=args.n_origins, n_boot=args.bootstrap, seed=args.seed,
+                              min_user_baskets=args.min_baskets)
+    print(result.table_text())
+    if args.out:
+        from xsell.fileio import save_json
+
+        path = save_json(result.to_json(), args.out)
+        print(f"\nwrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xsell`` command."""
     parser = argparse.ArgumentParser(prog="xsell", description=__doc__.split("\n")[0])
@@ -89,6 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--interactions", required=True, metavar="CSV")
     validate.add_argument("--items", required=True, metavar="CSV")
     validate.set_defaults(func=_cmd_validate)
+
+    evaluate = sub.add_parser("evaluate", help="tune, fit and evaluate models on a temporal split")
+    _add_data_args(evaluate)
+    evaluate.add_argument("--protocol", default="next-basket",
+                          choices=["next-basket", "rolling-origin", "cold-start", "ratings"],
+                          help="evaluation protocol (ratings = the seed's random 7:1:2 MAE/MSE)")
+    evaluate.add_argument("--models", default="popularity,buy-again,itemknn,ease,als",
+                          help="comma-separated model names")
+    evaluate.add_argument("--k", default="10,20", help="comma-separated cut-offs")
+    evaluate.add_argument("--variants", default="all,explore,cross-category",
+                          help="target variants (next-basket, rolling-origin)")
+    evaluate.add_argument("--baseline", default="popularity",
+                          help="model every other is tested against (paired t-test)")
+    evaluate.add_argument("--no-tune", action="store_true",
+                          help="skip the validation grid search; use default hyperparameters")
+    evaluate.add_argument("--n-origins", type=int, default=5,
+                          help="test baskets per user for rolling-origin")
+    evaluate.add_argument("--bootstrap", type=int, default=1000,
+                          help="bootstrap resamples for confidence intervals")
+    evaluate.add_argument("--min-baskets", type=int, default=3,
+                          help="drop users with fewer baskets (train + validation + test)")
+    evaluate.add_argument("--out", metavar="JSON", help="write results here")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)

@@ -1,16 +1,416 @@
-"""Scoring a fitted recommender against held-out interactions."""
+"""Evaluation protocols: which users, which targets, which history, which candidates.
+
+Every model is scored under the same *task*: the same users, targets, histories, candidate
+items and seen-item policy. A task is built from a split by a protocol:
+
+* ``next-basket`` -- temporal leave-last-basket-out, the held-out basket is the target,
+  in three variants:
+
+  - ``all``: every item of the basket;
+  - ``explore``: only items the user never bought before; previously bought items are
+    removed from the ranking;
+  - ``cross-category``: only never-bought items from a top-level category the user never
+    bought from (previously bought items removed from the ranking).
+
+* ``rolling-origin`` -- each of a user's last ``n`` baskets is its own test point, the model
+  seeing only the baskets before it. More test points per user, so small variants gain
+  statistical power.
+* ``cold-start`` -- targets restricted to items with no interaction in training, ranked
+  over the whole catalogue.
+
+Candidates are the items seen in training (all items for ``cold-start``); targets that
+cannot be ranked stay in the denominator. :func:`evaluate` returns a tidy table with
+bootstrap confidence intervals over users and a paired test against a baseline.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from tqdm.auto import tqdm
 
 from xsell.data import schema as S
+from xsell.data.dataset import Dataset
 from xsell.data.splits import Split
 from xsell.metrics import RANKING_METRICS
 from xsell.models.base import Recommender
+
+VARIANTS = ("all", "explore", "cross-category")
+
+
+@dataclass
+class Task:
+    """What every model is asked to rank, and against which targets.
+
+    Attributes
+    ----------
+    name : str
+        Protocol and variant, e.g. ``"next-basket/explore"``.
+    users : numpy.ndarray
+        One entry per test point: the id passed to the model (a user id, or a
+        ``(user, origin)`` key for rolling-origin points).
+    owners : numpy.ndarray
+        The real user of each test point (bootstrap resamples owners, not points).
+    targets : list of numpy.ndarray
+        Relevant item ids of each test point.
+    history : pandas.DataFrame or None
+        Interactions to use as histories (keyed like ``users``); ``None`` = the
+        training data the model was fitted on.
+    exclude_seen : bool
+        Remove items of the history from the ranking.
+    candidates : numpy.ndarray or None
+        Item ids that may be ranked (``None`` = whole catalogue).
+    """
+
+    name: str
+    users: np.ndarray
+    owners: np.ndarray
+    targets: list
+    history: pd.DataFrame | None = None
+    exclude_seen: bool = False
+    candidates: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_points(self) -> int:
+        """Number of test points."""
+        return len(self.users)
+
+    @property
+    def n_users(self) -> int:
+        """Number of distinct users behind the test points."""
+        return int(pd.Series(self.owners).nunique())
+
+
+def _first_category(dataset: Dataset, level: int = 0) -> pd.Series:
+    return dataset.item_category(level)
+
+
+def _select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
+                    variant: str, key: str = S.USER, level: int = 0) -> pd.Series:
+    """Distinct target items per key, filtered by variant (explore / cross-category)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    held = heldout[[key, S.ITEM]].drop_duplicates()
+    if variant != "all":
+        bought = history[[key, S.ITEM]].drop_duplicates().assign(_old=True)
+        held = held.merge(bought, on=[key, S.ITEM], how="left")
+        held = held[held["_old"].isna()].drop(columns="_old")
+    if variant == "cross-category":
+        cat = _first_category(dataset, level)
+        known = history[[key]].assign(_cat=cat.reindex(history[S.ITEM]).to_numpy())
+        known = known.drop_duplicates().assign(_old=True)
+        held = held.assign(_cat=cat.reindex(held[S.ITEM]).to_numpy())
+        held = held.merge(known, on=[key, "_cat"], how="left")
+        held = held[held["_old"].isna()]
+    return held.groupby(key, sort=True)[S.ITEM].unique()
+
+
+def next_basket_task(split: Split, variant: str = "all", part: str = "test",
+                     level: int = 0) -> Task:
+    """The next-basket task of a temporal split.
+
+    Parameters
+    ----------
+    split : Split
+        Usually :func:`~xsell.data.splits.leave_last_basket_out`.
+    variant : {"all", "explore", "cross-category"}
+        Which held-out items count as targets.
+    part : {"test", "validation"}
+        ``"test"``: the model is fitted on train + validation; ``"validation"``: on train.
+    level : int
+        Category level of the cross-category variant (0 = department).
+    """
+    heldout = split.test if part == "test" else split.validation
+    history = pd.concat([split.train, split.validation]) if part == "test" else split.train
+    targets = _select_targets(heldout, history, split.dataset, variant, level=level)
+    return Task(f"next-basket/{variant}", targets.index.to_numpy(), targets.index.to_numpy(),
+                list(targets.to_numpy()), history=None, exclude_seen=variant != "all",
+                candidates=history[S.ITEM].unique(), info={"part": part})
+
+
+def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "all",
+                        level: int = 0) -> tuple[Task, Dataset]:
+    """Each of a user's last ``n_origins`` baskets is a test point with its own history.
+
+    Returns
+    -------
+    task : Task
+        One point per (user, origin); ``history`` holds, for each point, the user's
+        baskets before the origin, keyed by ``"user@seq"``.
+    train : Dataset
+        What models are fitted on: every user's baskets before their first origin.
+        History-based models then read each point's history; factor models fold it in.
+    """
+    inter = dataset.interactions
+    n_baskets = inter.groupby(S.USER)[S.SEQ].transform("max") + 1
+    first_origin = (n_baskets - n_origins).clip(lower=1)  # keep at least one basket
+    train = dataset.with_interactions(inter[inter[S.SEQ] < first_origin].reset_index(drop=True),
+                                      split=f"rolling-origin({n_origins})")
+    tests = inter[inter[S.SEQ] >= first_origin]
+    origins = tests[[S.USER, S.SEQ]].drop_duplicates()
+    # Histories: for each origin, all the user's rows before it (a point per key).
+    pairs = inter[[S.USER, S.ITEM, S.SEQ]].merge(origins.rename(columns={S.SEQ: "_origin"}),
+                                                 on=S.USER)
+    pairs = pairs[pairs[S.SEQ] < pairs["_origin"]]
+    key = pairs[S.USER].astype(str) + "@" + pairs["_origin"].astype(str)
+    history = pd.DataFrame({S.USER: key.to_numpy(), S.ITEM: pairs[S.ITEM].to_numpy(),
+                            S.SEQ: pairs[S.SEQ].to_numpy()})
+    tests = tests.assign(_key=tests[S.USER].astype(str) + "@" + tests[S.SEQ].astype(str))
+    targets = _select_targets(tests.rename(columns={S.USER: "_owner", "_key": S.USER}),
+                              history, dataset, variant, level=level)
+    owner = tests.drop_duplicates("_key").set_index("_key")[S.USER]
+    points = targets.index.to_numpy()
+    task = Task(f"rolling-origin({n_origins})/{variant}", points,
+                owner.reindex(points).to_numpy(), list(targets.to_numpy()),
+                history=history[history[S.USER].isin(points)],
+                exclude_seen=variant != "all", candidates=train.interactions[S.ITEM].unique(),
+                info={"n_origins": n_origins})
+    return task, train
+
+
+def cold_start_task(split: Split, part: str = "test") -> Task:
+    """Targets restricted to items never seen in training, ranked over the whole catalogue."""
+    heldout = split.test if part == "test" else split.validation
+    history = pd.concat([split.train, split.validation]) if part == "test" else split.train
+    cold = heldout[~heldout[S.ITEM].isin(history[S.ITEM])]
+    targets = cold.groupby(S.USER)[S.ITEM].unique()
+    share = len(cold) / max(len(heldout), 1)
+    return Task("next-basket/cold-start", targets.index.to_numpy(), targets.index.to_numpy(),
+                list(targets.to_numpy()), exclude_seen=False, candidates=None,
+                info={"part": part, "cold_share_of_target_rows": share,
+                      "cold_items": int(cold[S.ITEM].nunique())})
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def per_user_metrics(model: Recommender, task: Task, ks: Iterable[int] = (10, 20),
+                     metrics: Iterable[str] = ("recall", "ndcg")) -> pd.DataFrame:
+    """Metric values of every test point (long format: point, owner, metric, k, value)."""
+    ks = sorted(set(ks))
+    ranked = model.recommend(task.users, k=max(ks), exclude_seen=task.exclude_seen,
+                             candidates=task.candidates, history=task.history)
+    frames = []
+    for name in metrics:
+        for k in ks:
+            values = RANKING_METRICS[name](ranked, task.targets, k)
+            frames.append(pd.DataFrame({"point": task.users, "owner": task.owners,
+                                        "metric": name, "k": k, "value": values}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def bootstrap_ci(values: np.ndarray, owners: np.ndarray, n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean, resampling users (all of a user's points together).
+
+    Test points of one user are correlated, so the user -- not the point -- is the unit
+    that is resampled.
+    """
+    df = pd.DataFrame({"o": owners, "v": values}).dropna()
+    if df.empty:
+        return (np.nan, np.nan)
+    per_user = df.groupby("o")["v"].agg(["sum", "count"]).to_numpy()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_user), size=(n_boot, len(per_user)))
+    sums, counts = per_user[idx, 0].sum(1), per_user[idx, 1].sum(1)
+    alpha = (1 - level) / 2
+    return tuple(np.quantile(sums / counts, [alpha, 1 - alpha]).tolist())
+
+
+def paired_p_value(a: pd.Series, b: pd.Series) -> float:
+    """Two-sided paired t-test on per-user means (users present in both, nan dropped)."""
+    both = pd.concat([a, b], axis=1, join="inner").dropna()
+    if len(both) < 2 or np.allclose(both.iloc[:, 0], both.iloc[:, 1]):
+        return 1.0
+    return float(stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue)
+
+
+def summarise(per_point: pd.DataFrame, model: str, variant: str, n_boot: int = 1000,
+              seed: int = 0) -> pd.DataFrame:
+    """Mean, bootstrap CI and sizes for each (metric, k) of one model on one task."""
+    rows = []
+    for (metric, k), g in per_point.groupby(["metric", "k"], sort=False):
+        valid = g.dropna(subset=["value"])
+        lo, hi = bootstrap_ci(g["value"].to_numpy(), g["owner"].to_numpy(), n_boot, seed=seed)
+        rows.append({"model": model, "variant": variant, "metric": metric, "k": int(k),
+                     "value": float(valid["value"].mean()) if len(valid) else np.nan,
+                     "ci_low": lo, "ci_high": hi, "n_users": int(valid["owner"].nunique()),
+                     "n_points": len(valid)})
+    return pd.DataFrame(rows)
+
+
+def _user_means(points: pd.DataFrame, metric: str, k: int) -> pd.Series:
+    sel = points[(points["metric"] == metric) & (points["k"] == k)]
+    return sel.groupby("owner")["value"].mean()
+
+
+def _fitted(model: Recommender | Callable[[], Recommender], train: Dataset) -> Recommender:
+    instance = model() if callable(model) and not isinstance(model, Recommender) else model
+    return instance.fit(train)
+
+
+def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], split: Split,
+             protocol: str = "next-basket", ks: Sequence[int] = (10, 20),
+             variants: Sequence[str] = VARIANTS,
+             metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
+             baseline: str | None = "popularity", part: str = "test", n_origins: int = 5,
+             n_boot: int = 1000, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Fit every model and score it under one protocol; tidy results with CIs.
+
+    Parameters
+    ----------
+    models : mapping of str to Recommender or callable
+        Unfitted models (or factories), by display name. Each is fitted here: on train +
+        validation for ``part="test"`` (refit after tuning), on train for
+        ``part="validation"``; for ``rolling-origin`` on every user's baskets before
+        their first origin.
+    split : Split
+        A temporal split (:func:`~xsell.data.splits.leave_last_basket_out`).
+    protocol : {"next-basket", "rolling-origin", "cold-start"}
+        See the module docstring.
+    ks : sequence of int
+        Cut-offs.
+    variants : sequence of str
+        Target variants (ignored for ``cold-start``).
+    metrics : sequence of str
+        Names in :data:`xsell.metrics.RANKING_METRICS`.
+    baseline : str, optional
+        Name (in ``models``) to test every other model against: a paired t-test over
+        users, reported in ``p_value``.
+    part : {"test", "validation"}
+        Which held-out part to score (next-basket and cold-start).
+    n_origins : int
+        Test points per user for ``rolling-origin``.
+    n_boot : int
+        Bootstrap resamples for the confidence intervals.
+    seed : int
+        Seed of the bootstrap.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model, variant, metric, k, value, ci_low, ci_high, n_users, n_points,
+        p_value`` (``p_value`` against ``baseline``; ``nan`` for the baseline itself).
+    """
+    if baseline is not None and baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not among the models {list(models)}")
+    if protocol == "next-basket":
+        train = split.train_dataset(include_validation=part == "test")
+        tasks = {v: next_basket_task(split, v, part=part) for v in variants}
+    elif protocol == "cold-start":
+        train = split.train_dataset(include_validation=part == "test")
+        tasks = {"cold-start": cold_start_task(split, part=part)}
+    elif protocol == "rolling-origin":
+        tasks, train = {}, None
+        for v in variants:
+            tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin "
+                         "or cold-start")
+    tables, per_user = [], {}
+    bar = tqdm(models.items(), desc=f"evaluate {protocol}", disable=not progress)
+    for name, model in bar:
+        bar.set_postfix_str(name)
+        fitted = _fitted(model, train)
+        for variant, task in tasks.items():
+            points = per_user_metrics(fitted, task, ks, metrics)
+            per_user[name, variant] = points
+            tables.append(summarise(points, name, variant, n_boot, seed))
+    table = pd.concat(tables, ignore_index=True)
+    table["p_value"] = np.nan
+    if baseline is not None:
+        for i, row in table.iterrows():
+            if row["model"] == baseline:
+                continue
+            a, b = (_user_means(per_user[m, row["variant"]], row["metric"], row["k"])
+                    for m in (row["model"], baseline))
+            table.loc[i, "p_value"] = paired_p_value(a, b)
+    table.attrs["tasks"] = {v: {"n_points": t.n_points, "n_users": t.n_users, **t.info}
+                            for v, t in tasks.items()}
+    return table
+
+
+# ---------------------------------------------------------------------------- ratings
+
+
+def pair_scores(model: Recommender, users: np.ndarray, items: np.ndarray,
+                batch_size: int = 256) -> np.ndarray:
+    """Scores of (user, item) pairs, computed one block of distinct users at a time."""
+    users, items = np.asarray(users), np.asarray(items)
+    out = np.empty(len(users))
+    distinct, inverse = np.unique(users, return_inverse=True)
+    codes = model.dataset_.item_codes(items)
+    for start in range(0, len(distinct), batch_size):
+        block = distinct[start:start + batch_size]
+        rows = np.flatnonzero((inverse >= start) & (inverse < start + len(block)))
+        scores = model.score(block)
+        out[rows] = scores[inverse[rows] - start, codes[rows]]
+    return out
+
+
+def evaluate_rating(models: Mapping[str, Recommender | Callable[[], Recommender]],
+                    split: Split, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """MAE, MSE and RMSE of predicted purchase counts on a rating split.
+
+    Ranking models output scores, not counts, so each model's scores are mapped to counts
+    by a straight line :math:`\\hat r = a s + b` fitted by least squares on the
+    validation pairs, then applied to the test pairs. The ``global mean`` row predicts the
+    mean training count for every pair -- the floor to beat.
+
+    Parameters
+    ----------
+    models : mapping of str to Recommender or callable
+        Unfitted models (or factories), fitted on ``split.train``.
+    split : Split
+        From :func:`~xsell.data.splits.random_rating_split`.
+    n_boot, seed
+        Bootstrap of the confidence intervals (over users).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model, variant, metric, k, value, ci_low, ci_high, n_users, n_points,
+        p_value`` (``k`` is 0: rating metrics have no cut-off), plus the calibration
+        slope and intercept.
+    """
+    train = split.train_dataset()
+    valid, test = split.validation, split.test
+    y_valid, y_test = valid[S.RATING].to_numpy(), test[S.RATING].to_numpy()
+    predictions = {"global mean": np.full(len(test), train.interactions[S.RATING].mean())}
+    lines = {"global mean": (0.0, float(train.interactions[S.RATING].mean()))}
+    for name, model in models.items():
+        fitted = _fitted(model, train)
+        s_valid = pair_scores(fitted, valid[S.USER].to_numpy(), valid[S.ITEM].to_numpy())
+        s_test = pair_scores(fitted, test[S.USER].to_numpy(), test[S.ITEM].to_numpy())
+        a, b = np.polyfit(s_valid, y_valid, 1) if np.ptp(s_valid) > 0 else (0.0, y_valid.mean())
+        predictions[name] = a * s_test + b
+        lines[name] = (float(a), float(b))
+    owners = test[S.USER].to_numpy()
+    rows = []
+    for name, pred in predictions.items():
+        err = pred - y_test
+        for metric, per_row in (("mae", np.abs(err)), ("mse", err ** 2)):
+            lo, hi = bootstrap_ci(per_row, owners, n_boot, seed=seed)
+            rows.append({"model": name, "variant": "random 7:1:2 ratings", "metric": metric,
+                         "k": 0, "value": float(per_row.mean()), "ci_low": lo, "ci_high": hi,
+                         "n_users": int(pd.Series(owners).nunique()), "n_points": len(err),
+                         "p_value": np.nan, "slope": lines[name][0],
+                         "intercept": lines[name][1]})
+        mse = rows[-1]
+        rows.append({**mse, "metric": "rmse", "value": float(np.sqrt(mse["value"])),
+                     "ci_low": float(np.sqrt(mse["ci_low"])),
+                     "ci_high": float(np.sqrt(mse["ci_high"]))})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- simple helpers
 
 
 def targets_by_user(heldout: pd.DataFrame) -> pd.Series:
@@ -23,34 +423,21 @@ def evaluate_ranking(model: Recommender, heldout: pd.DataFrame, ks: Iterable[int
                      exclude_seen: bool = False) -> pd.DataFrame:
     """Mean ranking metrics of a fitted model over the users in ``heldout``.
 
-    Parameters
-    ----------
-    model : Recommender
-        A fitted model.
-    heldout : pandas.DataFrame
-        Held-out interactions (validation or test part of a split).
-    ks : iterable of int
-        Cut-offs.
-    metrics : iterable of str
-        Names in :data:`xsell.metrics.RANKING_METRICS`.
-    exclude_seen : bool
-        Remove training items from the ranking.
+    The quick check of the data chapter: every held-out item is a target, ranked over
+    the whole catalogue. :func:`evaluate` is the full protocol.
 
     Returns
     -------
     pandas.DataFrame
         Tidy table with columns ``metric``, ``k``, ``value``, ``n_users``.
     """
-    ks = sorted(set(ks))
     targets = targets_by_user(heldout)
-    ranked = model.recommend(targets.index.to_numpy(), k=max(ks), exclude_seen=exclude_seen)
-    rows = []
-    for name in metrics:
-        for k in ks:
-            values = RANKING_METRICS[name](ranked, targets.to_list(), k)
-            rows.append({"metric": name, "k": k, "value": float(np.nanmean(values)),
-                         "n_users": int(np.isfinite(values).sum())})
-    return pd.DataFrame(rows)
+    task = Task("heldout", targets.index.to_numpy(), targets.index.to_numpy(),
+                list(targets.to_numpy()), exclude_seen=exclude_seen)
+    points = per_user_metrics(model, task, ks, metrics)
+    out = points.groupby(["metric", "k"], sort=False)["value"].agg(
+        value="mean", n_users="count").reset_index()
+    return out
 
 
 def compare_splits(make_model: Callable[[], Recommender], splits: Mapping[str, Split],

@@ -17,6 +17,9 @@ class Popularity(Recommender):
     The floor every personalised model must clear.
     """
 
+    #: Nothing to tune.
+    param_grid: dict = {}
+
     def fit(self, train: Dataset) -> Popularity:
         """Count purchases per item."""
         self._remember(train)
@@ -43,6 +46,9 @@ class BuyAgain(Recommender):
     half_life : float, optional
         Half-life of a purchase's weight, in baskets; ``None`` = plain frequency.
     """
+
+    #: Half-lives tried by :func:`xsell.tuning.tune` (``None`` = no decay).
+    param_grid: dict = {"half_life": [None, 1, 2, 4, 8, 16]}
 
     def __init__(self, half_life: float | None = None):
         self.half_life = half_life

@@ -33,11 +33,16 @@ def test_validate_reports_errors(shop_dir, capsys):
 
 def test_run_synthetic_writes_json(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
-    assert main(["run", "--users", "200", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--users", "200", "--models", "popularity,buy-again",
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "leave-last-basket-out" in out and "global time" in out
+    assert "baselines on the test basket" in out
     result = json.loads((tmp_path / "run.json").read_text())
     assert result["summary"]["users"] > 150
+    models = {row["model"] for row in result["comparison"]}
+    assert models == {"popularity", "buy-again"}
+    assert "half_life" in result["hyperparameters"]["buy-again"]["all"]
     assert {"random 7:1:2", "leave-last-basket-out", "global time"} <= set(result["splits"])
 
 

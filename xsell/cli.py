@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source, load_dataset
 from xsell.data.validation import DataValidationError
+from xsell.pipeline import RUN_MODELS
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     ds = _load(args)
     load_s = time.perf_counter() - t
-    result = run(ds, seed=args.seed)
+    result = run(ds, seed=args.seed, models=_csv_list(args.models), tuned=not args.no_tune)
     result.seconds = {"load": load_s, **result.seconds}
     print(result.report())
     if args.out:
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)
     run.add_argument("--out", metavar="DIR", help="also write DIR/run.json")
+    run.add_argument("--models", default=",".join(RUN_MODELS),
+                     help="baselines to compare (empty string: none)")
+    run.add_argument("--no-tune", action="store_true", help="use default hyperparameters")
     run.set_defaults(func=_cmd_run)
     return parser
 

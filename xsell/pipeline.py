@@ -1,12 +1,16 @@
-"""The main job behind ``xsell run``: load, validate, clean, split, report.
+"""The main job behind ``xsell run``: load, validate, clean, split, fit the baselines,
+evaluate them on the temporal split, report.
 
-Later chapters add training and evaluation to the same pipeline.
+Later chapters add the language-model two-tower and the hybrid to the same pipeline.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import pandas as pd
 
 from xsell.data.cleaning import CleaningReport, clean
 from xsell.data.dataset import Dataset
@@ -23,6 +27,8 @@ class RunResult:
     cleaning: CleaningReport
     splits: dict[str, Split]
     summary_text: str = ""
+    comparison: pd.DataFrame | None = None
+    hyperparameters: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -33,6 +39,10 @@ class RunResult:
             "cleaning": self.cleaning.to_frame().to_dict(orient="records"),
             "splits": {name: s.sizes().reset_index().to_dict(orient="records")
                        for name, s in self.splits.items()},
+            "comparison": (None if self.comparison is None else
+                           self.comparison.astype(object).where(self.comparison.notna(), None)
+                           .to_dict(orient="records")),
+            "hyperparameters": self.hyperparameters,
             "seconds": self.seconds,
         }
 
@@ -41,13 +51,30 @@ class RunResult:
         out = [f"data: {self.source}", "", self.summary_text, "", "cleaning:", str(self.cleaning)]
         for name, s in self.splits.items():
             out += ["", f"split {name}:", s.sizes().to_string(float_format=lambda x: f"{x:.3f}")]
+        if self.comparison is not None:
+            headline = self.comparison[
+                ((self.comparison["variant"] == "all") & (self.comparison["metric"] == "ndcg")
+                 & (self.comparison["k"] == 10))
+                | ((self.comparison["variant"] != "all") & (self.comparison["metric"] == "recall")
+                   & (self.comparison["k"] == 20))]
+            wide = headline.assign(cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(
+                headline["value"], headline["ci_low"], headline["ci_high"], strict=True)]
+            ).pivot_table(index="model", columns=["variant", "metric", "k"], values="cell",
+                          aggfunc="first", sort=False)
+            out += ["", "baselines on the test basket (leave-last-basket-out; "
+                    "value [95% CI over users]):", wide.to_string()]
         out += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         return "\n".join(out)
 
 
+#: Baselines ``xsell run`` fits and compares.
+RUN_MODELS = ("popularity", "buy-again", "itemknn", "ease", "als")
+
+
 def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | None = 5.0,
-        seed: int = 0) -> RunResult:
-    """Clean a loaded dataset and build the three splits.
+        seed: int = 0, models: Sequence[str] = RUN_MODELS, tuned: bool = True,
+        progress: bool = True) -> RunResult:
+    """Clean a loaded dataset, build the three splits and compare the baselines.
 
     Parameters
     ----------
@@ -58,7 +85,14 @@ def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | No
     max_user_mad : float, optional
         Outlier threshold of :func:`xsell.data.cleaning.clean`.
     seed : int
-        Seed of the random split.
+        Seed of the random split and of the bootstrap.
+    models : sequence of str
+        Baselines to fit and evaluate (names in :data:`xsell.models.registry.MODELS`);
+        empty to skip the comparison.
+    tuned : bool
+        Tune each baseline on the validation basket first.
+    progress : bool
+        Show progress bars.
     """
     seconds = {}
     t = time.perf_counter()
@@ -70,5 +104,15 @@ def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | No
     if "timestamp" in cleaned.interactions:
         splits["global time"] = global_time_split(cleaned)
     seconds["split"] = time.perf_counter() - t
+    comparison, hyper = None, {}
+    if models:
+        from xsell.experiments import compare_models
+
+        t = time.perf_counter()
+        comparison, hyper = compare_models(splits["leave-last-basket-out"], list(models),
+                                           ks=(10, 20), metrics=("recall", "ndcg"),
+                                           tuned=tuned, seed=seed, progress=progress)
+        seconds["baselines"] = time.perf_counter() - t
     return RunResult(describe_source(dataset), cleaned.summary(), report, splits,
-                     summary_text=cleaned.summary_text(), seconds=seconds)
+                     summary_text=cleaned.summary_text(), comparison=comparison,
+                     hyperparameters=hyper, seconds=seconds)

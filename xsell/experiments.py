@@ -19,6 +19,7 @@ from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source
 from xsell.data.splits import Split, leave_last_basket_out, random_rating_split
 from xsell.evaluation import VARIANTS, evaluate, evaluate_rating
+from xsell.models.base import Recommender
 from xsell.models.registry import model_class
 from xsell.tuning import tune
 
@@ -155,3 +156,15 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
         tasks = table.attrs.get("tasks", {})
     return EvaluationResult(stats, protocol, table, hyper, tasks,
                             {"total": time.perf_counter() - start})
+
+
+def fit_tuned(split: Split, hyperparameters: dict, variant: str = "all",
+              part: str = "test") -> dict[str, Recommender]:
+    """Refit models with the hyperparameters :func:`compare_models` chose for ``variant``.
+
+    Fitted on train + validation (``part="test"``) or train (``part="validation"``), as
+    the headline evaluation was, for the diagnostics of :mod:`xsell.diagnostics`.
+    """
+    train = split.train_dataset(include_validation=part == "test")
+    return {name: model_class(name)(**params[variant]).fit(train)
+            for name, params in hyperparameters.items()}

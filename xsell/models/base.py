@@ -54,6 +54,12 @@ class Recommender:
     #: Users scored at once by :meth:`recommend` (bounds memory).
     batch_size: int = 256
 
+    #: Whether the model can score items with no training interaction. ID-based models
+    #: cannot (they have learned nothing about such items), so :meth:`recommend` ranks
+    #: those items last instead of letting ties at zero place them by accident; models
+    #: that read item text set this to True.
+    scores_unseen_items: bool = False
+
     def fit(self, train: Dataset) -> Recommender:
         """Learn from a training dataset; returns ``self``."""
         raise NotImplementedError
@@ -77,6 +83,8 @@ class Recommender:
         self.users_ = train.user_index
         self.items_ = train.item_index  # set before history_matrix, which uses it
         self.train_history_ = self.history_matrix(train.interactions, self.users_)
+        self.seen_items_ = np.zeros(len(self.items_), dtype=bool)
+        self.seen_items_[self.items_.get_indexer(train.interactions[S.ITEM].unique())] = True
 
     def _histories(self, users, history: pd.DataFrame | None) -> tuple[sp.csr_matrix, np.ndarray]:
         users = np.atleast_1d(np.asarray(users))
@@ -137,11 +145,12 @@ class Recommender:
             Item ids, shape ``(len(users), k)``.
         """
         matrix, rows = self._histories(users, history)
-        mask = None
+        mask = None  # True = may not be recommended
         if candidates is not None:
             mask = np.full(len(self.items_), True)
             mask[self.dataset_.item_codes(candidates)] = False
         k = min(k, len(self.items_) if mask is None else int((~mask).sum()))
+        unseen = None if self.scores_unseen_items else ~self.seen_items_
         out = []
         # Score users in chunks: a dense users x catalogue block can be gigabytes.
         for start in range(0, len(rows), self.batch_size):
@@ -150,6 +159,8 @@ class Recommender:
             if exclude_seen:
                 seen = matrix[part].tocoo()
                 scores[seen.row, seen.col] = -np.inf
+            if unseen is not None:
+                scores[:, unseen] = -1e300  # below any real score, above excluded items
             if mask is not None:
                 scores[:, mask] = -np.inf
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]

@@ -47,6 +47,10 @@ class BuyAgain(Recommender):
         Half-life of a purchase's weight, in baskets; ``None`` = plain frequency.
     """
 
+    #: A history given at prediction time may hold items nobody bought in training;
+    #: buy-again can still recommend them to that user.
+    scores_unseen_items = True
+
     #: Half-lives tried by :func:`xsell.tuning.tune` (``None`` = no decay).
     param_grid: dict = {"half_life": [None, 1, 2, 4, 8, 16]}
 

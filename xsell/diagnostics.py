@@ -1,0 +1,119 @@
+"""Looking inside a comparison: accuracy at every K, beyond-accuracy profiles, exposure,
+and error analysis by department and by kind of user.
+
+Everything takes fitted models and an evaluation :class:`~xsell.evaluation.Task`, so the
+evaluation chapter shows numbers computed exactly the way the headline table was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from xsell import metrics as M
+from xsell.data import schema as S
+from xsell.data.dataset import Dataset
+from xsell.evaluation import Task
+from xsell.models.base import Recommender
+
+
+def rank(model: Recommender, task: Task, k: int) -> np.ndarray:
+    """The model's top-``k`` lists for every point of a task, under the task's rules."""
+    return model.recommend(task.users, k=k, exclude_seen=task.exclude_seen,
+                           candidates=task.candidates, history=task.history)
+
+
+def metric_curves(models: Mapping[str, Recommender], task: Task,
+                  ks: Sequence[int] = (1, 2, 3, 5, 10, 15, 20, 30, 50),
+                  metric: str = "recall") -> pd.DataFrame:
+    """Mean of a metric at every cut-off, one column per model (index: K)."""
+    out = {}
+    for name, model in models.items():
+        ranked = rank(model, task, max(ks))
+        out[name] = [float(np.nanmean(M.RANKING_METRICS[metric](ranked, task.targets, k)))
+                     for k in ks]
+    return pd.DataFrame(out, index=pd.Index(ks, name="k"))
+
+
+def profile(models: Mapping[str, Recommender], task: Task, train: Dataset, k: int = 10,
+            level: int = 0) -> pd.DataFrame:
+    """Accuracy next to beyond-accuracy metrics of each model's top-K lists.
+
+    Columns: recall, ndcg, cross-category hit rate, catalogue coverage, Gini of exposure,
+    novelty, average popularity, category coverage and category diversity (``level`` of
+    the category tree; 0 = department). Popularity is counted on ``train``.
+    """
+    category = train.item_category(level)
+    popularity = train.interactions[S.ITEM].value_counts().reindex(train.item_index,
+                                                                   fill_value=0)
+    history = (train.interactions if task.history is None else task.history)
+    known = M.categories_per_user(
+        history.groupby(S.USER)[S.ITEM].unique().reindex(task.users).tolist(), category)
+    rows = {}
+    for name, model in models.items():
+        ranked = rank(model, task, k)
+        rows[name] = {
+            "recall": np.nanmean(M.recall_at_k(ranked, task.targets, k)),
+            "ndcg": np.nanmean(M.ndcg_at_k(ranked, task.targets, k)),
+            "cross-category hit rate": np.nanmean(M.cross_category_hit_rate_at_k(
+                ranked, task.targets, k, category, known)),
+            "catalogue coverage": M.catalogue_coverage(ranked, k, train.n_items),
+            "gini of exposure": M.gini_exposure(ranked, k, train.n_items),
+            "novelty (bits)": np.nanmean(M.novelty_at_k(ranked, k, popularity)),
+            "avg popularity": np.nanmean(M.average_popularity_at_k(ranked, k, popularity)),
+            "category coverage": np.nanmean(M.category_coverage_at_k(ranked, k, category)),
+            "category diversity": np.nanmean(M.intra_list_diversity_at_k(ranked, k, category)),
+        }
+    return pd.DataFrame(rows).T
+
+
+def exposure_by_category(models: Mapping[str, Recommender], task: Task, train: Dataset,
+                         k: int = 10, level: int = 0) -> pd.DataFrame:
+    """Share of recommended slots per category for each model, next to purchase shares."""
+    category = train.item_category(level)
+    out = {"purchases (train)": train.interaction_category(level).value_counts(normalize=True)}
+    for name, model in models.items():
+        out[name] = M.exposure_share(rank(model, task, k), k, category)
+    return pd.DataFrame(out).fillna(0.0).sort_values("purchases (train)", ascending=False)
+
+
+def recall_by_category(models: Mapping[str, Recommender], task: Task, train: Dataset,
+                       k: int = 10, level: int = 0) -> pd.DataFrame:
+    """Share of target items found in the top K, split by the target's category.
+
+    Row = category, column = model; an extra column counts the targets. Shows which
+    departments each model serves well or badly.
+    """
+    category = train.item_category(level)
+    flat_targets = np.concatenate([np.asarray(t) for t in task.targets])
+    target_cat = category.reindex(flat_targets).to_numpy()
+    out = {"targets": pd.Series(target_cat).value_counts()}
+    for name, model in models.items():
+        ranked = rank(model, task, k)
+        found = np.concatenate([np.isin(np.asarray(t), ranked[u])
+                                for u, t in enumerate(task.targets)])
+        out[name] = pd.Series(found).groupby(target_cat).mean()
+    return pd.DataFrame(out).sort_values("targets", ascending=False)
+
+
+def history_groups(dataset: Dataset, users: Sequence, bins: Sequence[int] = (0, 5, 15, 10**9),
+                   labels: Sequence[str] = ("light (≤5 baskets)", "medium (6-15)",
+                                            "heavy (>15)")) -> np.ndarray:
+    """Label each user by the number of baskets in their (training) history."""
+    n = dataset.interactions.groupby(S.USER)[S.SEQ].max().reindex(users) + 1
+    return pd.cut(n.fillna(0), bins=list(bins), labels=list(labels)).astype(str).to_numpy()
+
+
+def metric_by_group(models: Mapping[str, Recommender], task: Task, groups: np.ndarray,
+                    k: int = 10, metric: str = "ndcg") -> pd.DataFrame:
+    """Mean of a per-user metric per user group, plus the gap between groups (fairness)."""
+    out, gaps = {}, {}
+    for name, model in models.items():
+        values = M.RANKING_METRICS[metric](rank(model, task, k), task.targets, k)
+        gap = M.group_gap(values, groups)
+        out[name], gaps[name] = gap.mean, gap.gap
+    table = pd.DataFrame(out).T
+    table["gap (max - min)"] = pd.Series(gaps)
+    return table

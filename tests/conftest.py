@@ -61,3 +61,37 @@ def instacart():
     if path is None:
         pytest.skip("Instacart sample not found (set XSELL_DATA_DIR)")
     return load_instacart(path)
+
+
+@pytest.fixture(scope="session")
+def bookshop_dir(tmp_path_factory) -> Path:
+    """A shop of another domain in the generic format: books, three-level categories, one
+    item per order (no basket_id), unix-second timestamps; users with genre tastes."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    genres = ["books > fiction > crime", "books > fiction > fantasy", "books > fiction > romance",
+              "books > non-fiction > history", "books > non-fiction > science",
+              "books > children > picture books", "media > audio > audiobooks",
+              "media > film > documentaries"]
+    items = pd.DataFrame({
+        "item_id": [f"ISBN{i:05d}" for i in range(96)],
+        "title": [f"{g.split(' > ')[-1].title()} title no. {i}" for i, g in
+                  enumerate(np.repeat(genres, 12))],
+        "category": np.repeat(genres, 12),
+        "price": rng.uniform(5, 30, 96).round(2),
+    })
+    rows = []
+    for u in range(150):
+        likes = rng.choice(len(genres), size=2, replace=False)
+        t = 1_700_000_000 + int(rng.integers(0, 86400 * 30))
+        for _ in range(int(rng.integers(4, 12))):
+            g = likes[0] if rng.random() < 0.7 else likes[1]
+            item = g * 12 + int(rng.zipf(1.6)) % 12
+            t += int(rng.integers(3600, 86400 * 20))
+            rows.append((f"reader{u}", f"ISBN{item:05d}", t))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    folder = tmp_path_factory.mktemp("bookshop")
+    inter.to_csv(folder / "interactions.csv", index=False)
+    items.to_csv(folder / "items.csv", index=False)
+    return folder

@@ -15,6 +15,7 @@ import pandas as pd
 from xsell import metrics as M
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
+from xsell.data.splits import Split
 from xsell.evaluation import Task
 from xsell.models.base import Recommender
 
@@ -117,3 +118,64 @@ def metric_by_group(models: Mapping[str, Recommender], task: Task, groups: np.nd
     table = pd.DataFrame(out).T
     table["gap (max - min)"] = pd.Series(gaps)
     return table
+
+
+def diagnose(split: Split, hyperparameters: dict, names: Sequence[str] | None = None,
+             k: int = 10, cache: bool = False) -> dict[str, pd.DataFrame]:
+    """All the evaluation chapter's diagnostics of tuned models, in one call.
+
+    Refits each model with the configuration chosen for *all* targets and for *explore*
+    targets (once when they agree) on train + validation, then computes: Recall@K
+    curves on both tasks, the beyond-accuracy profile, exposure by department and recall
+    by department on *explore*, and NDCG@``k`` by history group on *all*.
+
+    Parameters
+    ----------
+    split : Split
+        The temporal split of the comparison.
+    hyperparameters : dict
+        ``{model: {variant: params}}`` as returned by
+        :func:`xsell.experiments.compare_models`.
+    names : sequence of str, optional
+        Models to diagnose (default: all in ``hyperparameters``).
+    k : int
+        Cut-off of the profile, exposure and group tables.
+    cache : bool
+        Reuse a stored result of an identical call (:mod:`xsell.cache`).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        Keys ``curves_all``, ``curves_explore``, ``profile``, ``exposure``,
+        ``recall_by_department``, ``ndcg_by_group``, ``group_sizes``.
+    """
+    names = list(names or hyperparameters)
+    if cache:
+        from xsell.cache import data_fingerprint, memoize
+
+        key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
+               "hyperparameters": {n: hyperparameters[n] for n in names}, "k": k}
+        return memoize("diagnose", key, lambda: diagnose(split, hyperparameters, names, k))
+    from xsell.evaluation import next_basket_task
+    from xsell.models.registry import model_class
+
+    train = split.train_dataset(include_validation=True)
+    tasks = {v: next_basket_task(split, v) for v in ("all", "explore")}
+    fitted: dict = {"all": {}, "explore": {}}
+    for name in names:
+        for variant in fitted:
+            params = hyperparameters[name][variant]
+            twin = fitted["all"].get(name) if variant == "explore" else None
+            same = twin is not None and params == hyperparameters[name]["all"]
+            fitted[variant][name] = twin if same else model_class(name)(**params).fit(train)
+    groups = history_groups(train, tasks["all"].users)
+    return {
+        "curves_all": metric_curves(fitted["all"], tasks["all"], metric="recall"),
+        "curves_explore": metric_curves(fitted["explore"], tasks["explore"], metric="recall"),
+        "profile": profile(fitted["explore"], tasks["explore"], train, k=k),
+        "exposure": exposure_by_category(fitted["explore"], tasks["explore"], train, k=k),
+        "recall_by_department": recall_by_category(fitted["explore"], tasks["explore"],
+                                                   train, k=20),
+        "ndcg_by_group": metric_by_group(fitted["all"], tasks["all"], groups, k=k),
+        "group_sizes": pd.Series(groups).value_counts().rename("users").to_frame(),
+    }

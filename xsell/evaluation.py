@@ -254,6 +254,46 @@ def _fitted(model: Recommender | Callable[[], Recommender], train: Dataset) -> R
     return instance.fit(train)
 
 
+def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[str] = VARIANTS,
+                part: str = "test", n_origins: int = 5) -> tuple[Dataset, dict[str, Task]]:
+    """The training data and the tasks of a protocol (see :func:`evaluate`)."""
+    if protocol == "next-basket":
+        train = split.train_dataset(include_validation=part == "test")
+        return train, {v: next_basket_task(split, v, part=part) for v in variants}
+    if protocol == "cold-start":
+        train = split.train_dataset(include_validation=part == "test")
+        return train, {"cold-start": cold_start_task(split, part=part)}
+    if protocol == "rolling-origin":
+        tasks, train = {}, None
+        for v in variants:
+            tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
+        return train, tasks
+    raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin "
+                     "or cold-start")
+
+
+def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[str, Task],
+             baseline: str | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Summarise per-point metrics of (model, variant) pairs into the tidy result table.
+
+    Adds bootstrap CIs and, when ``baseline`` is given, the paired t-test p-value of every
+    other model against it on the same users.
+    """
+    table = pd.concat([summarise(points, model, variant, n_boot, seed)
+                       for (model, variant), points in per_point.items()], ignore_index=True)
+    table["p_value"] = np.nan
+    if baseline is not None:
+        for i, row in table.iterrows():
+            if row["model"] == baseline or (baseline, row["variant"]) not in per_point:
+                continue
+            a, b = (_user_means(per_point[m, row["variant"]], row["metric"], row["k"])
+                    for m in (row["model"], baseline))
+            table.loc[i, "p_value"] = paired_p_value(a, b)
+    table.attrs["tasks"] = {v: {"n_points": t.n_points, "n_users": t.n_users, **t.info}
+                            for v, t in tasks.items()}
+    return table
+
+
 def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], split: Split,
              protocol: str = "next-basket", ks: Sequence[int] = (10, 20),
              variants: Sequence[str] = VARIANTS,
@@ -265,8 +305,8 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
     Parameters
     ----------
     models : mapping of str to Recommender or callable
-        Unfitted models (or factories), by display name. Each is fitted here: on train +
-        validation for ``part="test"`` (refit after tuning), on train for
+        Unfitted models (or factories), by display name. Each is fitted once here: on
+        train + validation for ``part="test"`` (refit after tuning), on train for
         ``part="validation"``; for ``rolling-origin`` on every user's baskets before
         their first origin.
     split : Split
@@ -301,40 +341,15 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
     """
     if baseline is not None and baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not among the models {list(models)}")
-    if protocol == "next-basket":
-        train = split.train_dataset(include_validation=part == "test")
-        tasks = {v: next_basket_task(split, v, part=part) for v in variants}
-    elif protocol == "cold-start":
-        train = split.train_dataset(include_validation=part == "test")
-        tasks = {"cold-start": cold_start_task(split, part=part)}
-    elif protocol == "rolling-origin":
-        tasks, train = {}, None
-        for v in variants:
-            tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin "
-                         "or cold-start")
-    tables, per_user = [], {}
+    train, tasks = build_tasks(split, protocol, variants, part, n_origins)
+    per_point = {}
     bar = tqdm(models.items(), desc=f"evaluate {protocol}", disable=not progress)
     for name, model in bar:
         bar.set_postfix_str(name)
         fitted = _fitted(model, train)
         for variant, task in tasks.items():
-            points = per_user_metrics(fitted, task, ks, metrics)
-            per_user[name, variant] = points
-            tables.append(summarise(points, name, variant, n_boot, seed))
-    table = pd.concat(tables, ignore_index=True)
-    table["p_value"] = np.nan
-    if baseline is not None:
-        for i, row in table.iterrows():
-            if row["model"] == baseline:
-                continue
-            a, b = (_user_means(per_user[m, row["variant"]], row["metric"], row["k"])
-                    for m in (row["model"], baseline))
-            table.loc[i, "p_value"] = paired_p_value(a, b)
-    table.attrs["tasks"] = {v: {"n_points": t.n_points, "n_users": t.n_users, **t.info}
-                            for v, t in tasks.items()}
-    return table
+            per_point[name, variant] = per_user_metrics(fitted, task, ks, metrics)
+    return tabulate(per_point, tasks, baseline, n_boot, seed)
 
 
 # ---------------------------------------------------------------------------- ratings

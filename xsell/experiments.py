@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from xsell import __version__
 from xsell.data import schema as S
@@ -18,10 +18,10 @@ from xsell.data.cleaning import clean
 from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source
 from xsell.data.splits import Split, leave_last_basket_out, random_rating_split
-from xsell.evaluation import VARIANTS, evaluate, evaluate_rating
+from xsell.evaluation import VARIANTS, build_tasks, evaluate_rating, per_user_metrics, tabulate
 from xsell.models.base import Recommender
 from xsell.models.registry import model_class
-from xsell.tuning import tune
+from xsell.tuning import tune_targets
 
 #: What each target variant is tuned for: (variant tuned on, metric, k). The
 #: cross-category variant has too few validation users to tune on, so it reuses the
@@ -38,8 +38,9 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
                    metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate",
                                              "mrr", "map"),
                    baseline: str | None = "popularity", tuned: bool = True,
-                   n_origins: int = 5, n_boot: int = 1000, seed: int = 0,
-                   progress: bool = True) -> tuple[pd.DataFrame, dict]:
+                   hyperparameters: dict | None = None, n_origins: int = 5,
+                   n_boot: int = 1000, seed: int = 0, progress: bool = True,
+                   cache: bool = False) -> tuple[pd.DataFrame, dict]:
     """Tune (optionally), fit and evaluate models by name on one split.
 
     Parameters
@@ -55,6 +56,12 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     tuned : bool
         Grid-search every model's ``param_grid`` on the validation basket, per target
         variant (:data:`TUNING_TARGETS`); otherwise use default hyperparameters.
+    hyperparameters : dict, optional
+        ``{model: {variant: params}}`` chosen earlier (e.g. by another protocol's run);
+        given, nothing is tuned.
+    cache : bool
+        Reuse a stored result of an identical call (same data, arguments and package
+        source; see :mod:`xsell.cache`).
 
     Returns
     -------
@@ -63,33 +70,46 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     hyperparameters : dict
         ``{model: {variant: params}}`` actually used.
     """
+    if cache:
+        from xsell.cache import data_fingerprint, memoize
+
+        key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
+               "names": list(names), "protocol": protocol, "ks": list(ks),
+               "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
+               "tuned": tuned, "hyperparameters": hyperparameters, "n_origins": n_origins,
+               "n_boot": n_boot, "seed": seed}
+        return memoize("compare_models", key, lambda: compare_models(
+            split, names, protocol, ks, variants, metrics, baseline, tuned, hyperparameters,
+            n_origins, n_boot, seed, progress, cache=False))
     if baseline is not None and baseline not in names:
         baseline = None
-    classes = {name: model_class(name) for name in names}
     variants = ["cold-start"] if protocol == "cold-start" else list(variants)
-    chosen: dict = {name: {} for name in names}
-    searched: dict = {}  # (model, tuning target) -> params: explore's choice serves twice
-    tables = []
-    for variant in variants:
-        target = TUNING_TARGETS.get(variant, TUNING_TARGETS["all"])
-        models = {}
-        for name, cls in classes.items():
+    train, tasks = build_tasks(split, protocol, variants, n_origins=n_origins)
+    targets = sorted({TUNING_TARGETS.get(v, TUNING_TARGETS["all"]) for v in variants})
+    chosen: dict = {}
+    per_point = {}
+    bar = tqdm(names, desc=f"compare {protocol}", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        cls = model_class(name)
+        best = {}
+        if hyperparameters is not None:
+            given = hyperparameters[name]
+            chosen[name] = {v: given.get(v, given.get("all", {})) for v in variants}
+        else:
             if tuned and getattr(cls, "param_grid", None):
-                if (name, target) not in searched:
-                    searched[name, target] = tune(cls, split, variant=target[0],
-                                                  metric=target[1], k=target[2]).best_params
-                params = searched[name, target]
-            else:
-                params = {}
-            chosen[name][variant] = params
-            models[name] = partial(cls, **params)
-        table = evaluate(models, split, protocol=protocol, ks=ks,
-                         variants=[variant] if protocol != "cold-start" else VARIANTS,
-                         metrics=metrics, baseline=baseline, n_origins=n_origins,
-                         n_boot=n_boot, seed=seed, progress=progress)
-        tables.append(table)
-    results = pd.concat(tables, ignore_index=True)
-    results.attrs["tasks"] = {k: v for t in tables for k, v in t.attrs.get("tasks", {}).items()}
+                best = {t: r.best_params for t, r in tune_targets(cls, split, targets).items()}
+            chosen[name] = {v: best.get(TUNING_TARGETS.get(v, TUNING_TARGETS["all"]), {})
+                            for v in variants}
+        # Fit once per distinct configuration; variants that share it share the model.
+        fitted: dict = {}
+        for variant in variants:
+            key = repr(sorted(chosen[name][variant].items()))
+            if key not in fitted:
+                fitted[key] = cls(**chosen[name][variant]).fit(train)
+            per_point[name, variant] = per_user_metrics(fitted[key], tasks[variant], ks,
+                                                        metrics)
+    results = tabulate(per_point, tasks, baseline, n_boot, seed)
     return results, chosen
 
 

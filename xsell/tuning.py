@@ -45,6 +45,59 @@ class TuningResult:
         return partial(model_class, **self.best_params)
 
 
+def tune_targets(model_class: type[Recommender], split: Split,
+                 targets: Sequence[tuple[str, str, int]] = (("all", "ndcg", 10),),
+                 param_grid: Mapping | None = None,
+                 progress: bool = False) -> dict[tuple[str, str, int], TuningResult]:
+    """Grid-search once, choosing the best combination for several targets.
+
+    Each combination is fitted once on ``split.train`` and scored on the validation part
+    for every ``(variant, metric, k)`` target, so asking for two targets costs one search.
+
+    Parameters
+    ----------
+    model_class : type
+        A :class:`~xsell.models.base.Recommender` subclass.
+    split : Split
+        Temporal split; models are fitted on ``split.train`` and scored on
+        ``split.validation``.
+    targets : sequence of tuple
+        ``(variant, metric, k)`` to maximise, e.g. ``("explore", "recall", 20)``.
+    param_grid : mapping of str to sequence, optional
+        Values to try (default: ``model_class.param_grid``, or no tuning).
+    progress : bool
+        Show a progress bar over the combinations.
+
+    Returns
+    -------
+    dict
+        One :class:`TuningResult` per target.
+    """
+    grid = parameter_grid(param_grid if param_grid is not None
+                          else getattr(model_class, "param_grid", {}))
+    tasks = {v: next_basket_task(split, v, part="validation") for v, _, _ in targets}
+    train = split.train_dataset()
+    rows = []
+    for params in tqdm(grid, desc=f"tune {model_class.__name__}", disable=not progress):
+        start = time.perf_counter()
+        model = model_class(**params).fit(train)
+        row = {**{p: _plain(v) for p, v in params.items()},
+               "fit_seconds": time.perf_counter() - start}
+        for variant, metric, k in targets:
+            values = per_user_metrics(model, tasks[variant], ks=(k,), metrics=(metric,))
+            row[f"{variant} {metric}@{k}"] = float(np.nanmean(values["value"]))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    out = {}
+    for variant, metric, k in targets:
+        column = f"{variant} {metric}@{k}"
+        best = grid[int(table[column].to_numpy().argmax())]  # first best on ties
+        out[variant, metric, k] = TuningResult({p: _plain(v) for p, v in best.items()},
+                                               table.rename(columns={column: "value"}),
+                                               metric, k, variant)
+    return out
+
+
 def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | None = None,
          variant: str = "all", metric: str = "ndcg", k: int = 10,
          progress: bool = False) -> TuningResult:
@@ -73,21 +126,8 @@ def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | Non
     TuningResult
         Best parameters and the full table (one row per combination, with fit seconds).
     """
-    grid = parameter_grid(param_grid if param_grid is not None
-                          else getattr(model_class, "param_grid", {}))
-    task = next_basket_task(split, variant, part="validation")
-    train = split.train_dataset()
-    rows = []
-    for params in tqdm(grid, desc=f"tune {model_class.__name__}", disable=not progress):
-        start = time.perf_counter()
-        model = model_class(**params).fit(train)
-        seconds = time.perf_counter() - start
-        values = per_user_metrics(model, task, ks=(k,), metrics=(metric,))["value"]
-        rows.append({**{p: _plain(v) for p, v in params.items()},
-                     "value": float(np.nanmean(values)), "fit_seconds": seconds})
-    table = pd.DataFrame(rows)
-    best = grid[int(table["value"].to_numpy().argmax())]  # first best on ties
-    return TuningResult({p: _plain(v) for p, v in best.items()}, table, metric, k, variant)
+    return tune_targets(model_class, split, [(variant, metric, k)], param_grid,
+                        progress)[variant, metric, k]
 
 
 def _plain(value):

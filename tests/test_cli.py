@@ -33,7 +33,7 @@ def test_validate_reports_errors(shop_dir, capsys):
 
 def test_run_synthetic_writes_json(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
-    assert main(["run", "--users", "200", "--models", "popularity,buy-again",
+    assert main(["run", "--users", "200", "--models", "popularity,buy-again", "--tune",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "leave-last-basket-out" in out and "global time" in out

@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     ds = _load(args)
     load_s = time.perf_counter() - t
-    result = run(ds, seed=args.seed, models=_csv_list(args.models), tuned=not args.no_tune)
+    result = run(ds, seed=args.seed, models=_csv_list(args.models), tuned=args.tune)
     result.seconds = {"load": load_s, **result.seconds}
     print(result.report())
     if args.out:
@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="also write DIR/run.json")
     run.add_argument("--models", default=",".join(RUN_MODELS),
                      help="baselines to compare (empty string: none)")
-    run.add_argument("--no-tune", action="store_true", help="use default hyperparameters")
+    run.add_argument("--tune", action="store_true",
+                     help="grid-search each baseline on the validation basket first (slower; "
+                          "default: each model's default hyperparameters)")
     run.set_defaults(func=_cmd_run)
     return parser
 

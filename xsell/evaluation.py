@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
@@ -225,8 +225,11 @@ def bootstrap_ci(values: np.ndarray, owners: np.ndarray, n_boot: int = 1000, lev
 def paired_p_value(a: pd.Series, b: pd.Series) -> float:
     """Two-sided paired t-test on per-user means (users present in both, nan dropped)."""
     both = pd.concat([a, b], axis=1, join="inner").dropna()
-    if len(both) < 2 or np.allclose(both.iloc[:, 0], both.iloc[:, 1]):
+    diff = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
+    if len(diff) < 2 or np.allclose(diff, 0):
         return 1.0
+    if np.allclose(diff, diff.mean()):  # the same difference for every user: no noise at all
+        return 0.0
     return float(stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue)
 
 

@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from xsell.data.splits import Split
 from xsell.evaluation import next_basket_task, per_user_metrics

@@ -2,5 +2,9 @@
 
 from xsell.models.base import Recommender
 from xsell.models.baselines import BuyAgain, Popularity
+from xsell.models.ease import EASE
+from xsell.models.factorization import ALS, BPR
+from xsell.models.neighbors import CoOccurrence, ItemKNN
 
-__all__ = ["BuyAgain", "Popularity", "Recommender"]
+__all__ = ["ALS", "BPR", "EASE", "BuyAgain", "CoOccurrence", "ItemKNN", "Popularity",
+           "Recommender"]

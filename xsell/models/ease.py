@@ -77,13 +77,14 @@ class EASE(Recommender):
     Attributes
     ----------
     model_items_ : numpy.ndarray
-        Catalogue codes of the items in the model, in the order of :attr:`weights_`.
+        Catalogue codes of the items in the model, in the order of ``weights_``.
     weights_ : numpy.ndarray
         :math:`B` over the model items, shape ``(len(model_items_), len(model_items_))``.
     """
 
-    #: Default tuning grid: 5 fits of about 6 s each on the Instacart sample. Small
-    #: penalties suit re-purchase-heavy targets, large ones new-item (explore) targets.
+    #: Penalties tried by :func:`xsell.tuning.tune` (5 fits of about 6 s each on the
+    #: Instacart sample). Small ones suit targets full of re-purchases, large ones new
+    #: items (the explore targets).
     param_grid: dict[str, list] = {"l2": [10.0, 30.0, 100.0, 300.0, 1000.0]}
 
     def __init__(self, l2: float = 100.0, min_item_users: int = 3, dtype: str = "float32"):

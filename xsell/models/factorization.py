@@ -136,9 +136,10 @@ class ALS(_FactorModel):
         :math:`Y`, catalogue x ``factors``; items nobody bought are (nearly) 0.
     """
 
-    #: Default tuning grid (12 fits of 1-3 s each on the Instacart sample).
-    param_grid: dict[str, list] = {"factors": [64, 128], "regularization": [1.0, 10.0, 100.0],
-                                   "alpha": [1.0, 10.0]}
+    #: Values tried by :func:`xsell.tuning.tune` (12 fits of 1-3 s each on the Instacart
+    #: sample).
+    param_grid: dict[str, list] = {"factors": [64, 128], "regularization": [10.0, 100.0],
+                                   "alpha": [0.3, 1.0, 3.0]}
 
     def __init__(self, factors: int = 64, regularization: float = 10.0, alpha: float = 1.0,
                  iterations: int = 15, weighting: str = "bm25", random_state: int | None = 0,
@@ -235,7 +236,8 @@ class BPR(_FactorModel):
         Catalogue x (``factors`` + 1); the last column is the item bias :math:`b_i`.
     """
 
-    #: Default tuning grid (12 fits of 2-7 s each on the Instacart sample).
+    #: Values tried by :func:`xsell.tuning.tune` (12 fits of 2-7 s each on the Instacart
+    #: sample).
     param_grid: dict[str, list] = {"factors": [64, 128],
                                    "learning_rate": [0.005, 0.01, 0.05],
                                    "regularization": [0.001, 0.01]}

@@ -49,13 +49,16 @@ def weigh_documents(counts: sp.csr_matrix, weighting: str,
     counts : scipy.sparse.csr_matrix
         Documents x terms counts :math:`r_{dt}`.
     weighting : str
-        ``"binary"``: :math:`1[r_{dt} > 0]`.
-        ``"tfidf"``: :math:`\\sqrt{r_{dt}}\\,\\mathrm{idf}_t`.
-        ``"bm25"``: :math:`\\frac{r_{dt}(K_1+1)}{K_1 L_d + r_{dt}}\\,\\mathrm{idf}_t`, the count
-        saturated and long documents damped,
-        :math:`L_d = 1 - B + B\\,\\ell_d/\\bar\\ell` (:math:`\\ell_d` the row sum),
-        :math:`K_1 = 100`, :math:`B = 0.8`.
-        Here :math:`\\mathrm{idf}_t = \\log N - \\log(1 + N_t)`, with :math:`N` the
+        One of
+
+        * ``"binary"``: :math:`1[r_{dt} > 0]`;
+        * ``"tfidf"``: :math:`\\sqrt{r_{dt}}\\,\\mathrm{idf}_t`;
+        * ``"bm25"``: :math:`\\frac{r_{dt}(K_1+1)}{K_1 L_d + r_{dt}}\\,\\mathrm{idf}_t` -- the
+          count saturates and long documents are damped,
+          :math:`L_d = 1 - B + B\\,\\ell_d/\\bar\\ell` (:math:`\\ell_d` the row sum),
+          :math:`K_1 = 100`, :math:`B = 0.8`;
+
+        with :math:`\\mathrm{idf}_t = \\max(0, \\log N - \\log(1 + N_t))`, :math:`N` the
         non-empty documents and :math:`N_t` those holding term :math:`t`.
     reference : scipy.sparse.csr_matrix, optional
         Matrix to take :math:`N`, :math:`N_t` and :math:`\\bar\\ell` from (default: ``counts``
@@ -66,22 +69,24 @@ def weigh_documents(counts: sp.csr_matrix, weighting: str,
     scipy.sparse.csr_matrix
         Same shape and sparsity pattern as ``counts``, float64.
     """
+    if weighting not in ("binary", "tfidf", "bm25"):
+        raise ValueError(f"weighting must be 'binary', 'tfidf' or 'bm25', got {weighting!r}")
     if weighting == "binary":
         return _binary(counts)
     x = sp.csr_matrix(counts, dtype=float, copy=True)
     x.eliminate_zeros()
-    if weighting not in ("tfidf", "bm25"):
-        raise ValueError(f"weighting must be 'binary', 'tfidf' or 'bm25', got {weighting!r}")
     ref = x if reference is None else sp.csr_matrix(reference, dtype=float)
     lengths = np.asarray(ref.sum(axis=1)).ravel()
     n_docs = max(int((lengths > 0).sum()), 1)
-    idf = np.log(n_docs) - np.log1p(ref.getnnz(axis=0))
+    # Clipped at 0: a term in (nearly) every document carries no information, and a
+    # negative weight would turn a purchase into evidence against the item.
+    idf = np.maximum(np.log(n_docs) - np.log1p(ref.getnnz(axis=0)), 0.0)
     coo = x.tocoo()
     if weighting == "tfidf":
         coo.data = np.sqrt(coo.data) * idf[coo.col]
     else:
         k1, b = 100.0, 0.8
-        mean_length = lengths[lengths > 0].mean() if n_docs else 1.0
+        mean_length = lengths[lengths > 0].mean() if (lengths > 0).any() else 1.0
         norm = (1.0 - b) + b * np.asarray(x.sum(axis=1)).ravel() / mean_length
         coo.data = coo.data * (k1 + 1.0) / (k1 * norm[coo.row] + coo.data) * idf[coo.col]
     return coo.tocsr()
@@ -89,15 +94,18 @@ def weigh_documents(counts: sp.csr_matrix, weighting: str,
 
 def keep_top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest entries of every row of a sparse matrix (ties: lower column first)."""
-    m = sp.csr_matrix(m)
+    m = sp.csr_matrix(m, copy=True)
     m.sort_indices()
-    row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    # Sort entries by row, then by decreasing value; an entry's rank is its position
-    # after its row's first entry. (lexsort is stable, so ties keep column order.)
-    order = np.lexsort((-m.data, row))
-    rank = np.arange(m.nnz) - m.indptr[row[order]]
-    keep = np.sort(order[rank < k])
-    return sp.csr_matrix((m.data[keep], (row[keep], m.indices[keep])), shape=m.shape)
+    keep = np.ones(m.nnz, dtype=bool)
+    # Only rows with more than k entries need pruning; a loop over them is faster than
+    # one global sort of all entries by (row, value).
+    for r in np.flatnonzero(np.diff(m.indptr) > k):
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        order = np.argsort(-m.data[lo:hi], kind="stable")
+        keep[lo + order[k:]] = False
+    m.data[~keep] = 0.0
+    m.eliminate_zeros()
+    return m
 
 
 class ItemKNN(Recommender):
@@ -140,7 +148,8 @@ class ItemKNN(Recommender):
         :math:`j`.
     """
 
-    #: Default tuning grid: 12 fits of about 2 s each on the Instacart sample.
+    #: Values tried by :func:`xsell.tuning.tune` (12 fits of about 2 s each on the
+    #: Instacart sample).
     param_grid: dict[str, list] = {"k_neighbors": [100, 1000], "shrink": [0.0, 10.0, 50.0],
                                    "weighting": ["binary", "tfidf"]}
 
@@ -211,7 +220,8 @@ class CoOccurrence(Recommender):
         :math:`W`, the matrix scores are computed with (row = history item).
     """
 
-    #: Default tuning grid: 9 fits of well under a second each on the Instacart sample.
+    #: Values tried by :func:`xsell.tuning.tune` (9 fits of well under a second each on
+    #: the Instacart sample).
     param_grid: dict[str, list] = {"normalize": [None, "conditional", "cosine"],
                                    "min_count": [1, 2, 3]}
 

@@ -60,9 +60,10 @@ class EASE(Recommender):
     The cost is one dense inverse of an items x items matrix: :math:`O(|I|^3)` time and
     :math:`4|I|^2` bytes in float32. To keep it affordable, only items bought by at least
     ``min_item_users`` distinct training users enter the model; all other items score 0
-    (plus a popularity tie-breaker far below any weight) and are never recommended ahead
-    of an item with a positive score. On the Instacart sample ``min_item_users=2`` keeps
-    11k of the 19.5k bought items and fits in about 15 s on two cores.
+    (plus a popularity tie-breaker far below any weight), below every item with a positive
+    score. On the Instacart sample (19.5k bought items) the default ``min_item_users=3``
+    keeps 7.8k items and fits in about 6 s on two cores; ``2`` keeps 11k (about 16 s) and
+    ``1`` all of them (about 70 s), for gains in NDCG@10 under 2%.
 
     Parameters
     ----------

@@ -65,11 +65,13 @@ def fold_in(item_factors: np.ndarray, confidence: sp.csr_matrix,
     return out
 
 
-class _FactorModel(Recommender):
-    """Shared plumbing: learned vectors for training users, fold-in for other histories.
+class FactorModel(Recommender):
+    """Base of the factor models: :math:`s_{ui} = x_u^\\top y_i`.
 
-    Subclasses set ``user_factors_``, ``item_factors_`` and ``tiebreak_`` in ``fit`` and
-    say how a history becomes fold-in confidences and with which regularisation.
+    Training users are scored with their learned vectors; any other history (a new user,
+    or ``history=``) is folded in with :func:`fold_in`. Subclasses set
+    ``user_factors_``, ``item_factors_`` and ``tiebreak_`` in ``fit`` and say how a
+    history becomes fold-in confidences, and with which regularisation.
     """
 
     def _confidence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -92,7 +94,7 @@ class _FactorModel(Recommender):
         return self._user_factors(history, rows) @ self.item_factors_.T + self.tiebreak_
 
 
-class ALS(_FactorModel):
+class ALS(FactorModel):
     """Implicit-feedback matrix factorisation by alternating least squares.
 
     Hu, Koren & Volinsky (2008): every cell of the purchase matrix is a 0/1 preference
@@ -186,7 +188,7 @@ class ALS(_FactorModel):
         return self
 
 
-class BPR(_FactorModel):
+class BPR(FactorModel):
     """Bayesian Personalised Ranking matrix factorisation (Rendle et al., 2009).
 
     Learns to rank each user's bought items above unbought ones: stochastic gradient ascent

@@ -23,7 +23,7 @@ from xsell.models.base import Recommender
 from xsell.models.registry import model_class
 from xsell.tuning import tune_targets
 
-#: What each target variant is tuned for: (variant tuned on, metric, k). The
+#: The tuning target of each variant, as (variant tuned on, metric, k). The
 #: cross-category variant has too few validation users to tune on, so it reuses the
 #: explore choice.
 TUNING_TARGETS = {

@@ -6,8 +6,8 @@ from importlib import import_module
 
 from xsell.models.base import Recommender
 
-#: Command-line name -> "module:class". Imported lazily, so `implicit` is only loaded
-#: when ALS or BPR is asked for.
+#: Model classes by command-line name, as "module.path" plus class name. They are
+#: imported lazily, so ``implicit`` is only loaded when ALS or BPR is asked for.
 MODELS: dict[str, str] = {
     "popularity": "xsell.models.baselines:Popularity",
     "buy-again": "xsell.models.baselines:BuyAgain",

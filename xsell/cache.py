@@ -19,14 +19,12 @@ import pickle
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import pandas as pd
 
 from xsell.data.dataset import Dataset
 from xsell.fileio import atomic_write
-
-T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -54,7 +52,7 @@ def data_fingerprint(dataset: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def memoize(namespace: str, key: dict, compute: Callable[[], T]) -> T:
+def memoize(namespace: str, key: dict, compute: Callable[[], Any]) -> Any:
     """Return the cached result for ``key``, computing and storing it on a miss.
 
     Parameters

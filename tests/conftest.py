@@ -95,3 +95,23 @@ def bookshop_dir(tmp_path_factory) -> Path:
     inter.to_csv(folder / "interactions.csv", index=False)
     items.to_csv(folder / "items.csv", index=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """A randomly initialised two-layer BERT with the real MiniLM tokenizer, saved to disk:
+    loads in milliseconds, so unit tests exercise the encoder code without the real weights."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from xsell.text import DEFAULT_MODEL, resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

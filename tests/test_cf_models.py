@@ -102,11 +102,11 @@ def test_exclude_seen_candidates_and_batches(name, fitted, shop):
     recs = model.recommend(users[:5], k=10, candidates=cands)
     assert recs.shape == (5, 4) and all(set(r) == set(cands) for r in recs)
     full = model.recommend(users, k=6, exclude_seen=True)
-    model.batch_size = 7
+    model.score_batch_size = 7
     try:
         assert (model.recommend(users, k=6, exclude_seen=True) == full).all()
     finally:
-        del model.batch_size
+        del model.score_batch_size
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -36,7 +36,7 @@ def test_buy_again_frequency_recency_and_ties(tiny):
 def test_recommend_batches_agree(tiny):
     model = Popularity().fit(tiny)
     full = model.recommend([1, 2, 3], k=3, exclude_seen=True)
-    model.batch_size = 1
+    model.score_batch_size = 1
     assert (model.recommend([1, 2, 3], k=3, exclude_seen=True) == full).all()
 
 

@@ -86,10 +86,6 @@ class Task:
         return int(pd.Series(self.owners).nunique())
 
 
-def _first_category(dataset: Dataset, level: int = 0) -> pd.Series:
-    return dataset.item_category(level)
-
-
 def _select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
                     variant: str, key: str = S.USER, level: int = 0) -> pd.Series:
     """Distinct target items per key, filtered by variant (explore / cross-category)."""
@@ -101,7 +97,7 @@ def _select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Datas
         held = held.merge(bought, on=[key, S.ITEM], how="left")
         held = held[held["_old"].isna()].drop(columns="_old")
     if variant == "cross-category":
-        cat = _first_category(dataset, level)
+        cat = dataset.item_category(level)
         known = history[[key]].assign(_cat=cat.reindex(history[S.ITEM]).to_numpy())
         known = known.drop_duplicates().assign(_old=True)
         held = held.assign(_cat=cat.reindex(held[S.ITEM]).to_numpy())

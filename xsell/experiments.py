@@ -178,13 +178,56 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
                             {"total": time.perf_counter() - start})
 
 
-def fit_tuned(split: Split, hyperparameters: dict, variant: str = "all",
-              part: str = "test") -> dict[str, Recommender]:
-    """Refit models with the hyperparameters :func:`compare_models` chose for ``variant``.
+def fit_model(name: str, params: dict, train: Dataset, cache: bool = False) -> Recommender:
+    """Fit one registered model; with ``cache``, reuse an identical earlier fit from disk.
 
-    Fitted on train + validation (``part="test"``) or train (``part="validation"``), as
-    the headline evaluation was, for the diagnostics of :mod:`xsell.diagnostics`.
+    The chapters use it for the models they inspect (learning curves, embedding maps),
+    so the book build and the notebook tests train each of them once.
     """
-    train = split.train_dataset(include_validation=part == "test")
-    return {name: model_class(name)(**params[variant]).fit(train)
-            for name, params in hyperparameters.items()}
+    def compute() -> Recommender:
+        return model_class(name)(**params).fit(train)
+
+    if not cache:
+        return compute()
+    from xsell.cache import data_fingerprint, memoize
+
+    key = {"data": data_fingerprint(train), "name": name, "params": params}
+    return memoize("fit_model", key, compute)
+
+
+def compare_configs(split: Split, configs: dict[str, tuple[str, dict]],
+                    protocol: str = "next-basket", ks: Sequence[int] = (10, 20),
+                    variants: Sequence[str] = VARIANTS,
+                    metrics: Sequence[str] = ("recall", "ndcg"), baseline: str | None = None,
+                    n_boot: int = 1000, seed: int = 0, progress: bool = True,
+                    cache: bool = False) -> pd.DataFrame:
+    """Evaluate fixed configurations side by side (ablations): no tuning.
+
+    Parameters
+    ----------
+    split : Split
+        A temporal split.
+    configs : dict
+        ``{label: (model name, hyperparameters)}``.
+    protocol, ks, variants, metrics, baseline, n_boot, seed, progress
+        As in :func:`xsell.evaluation.evaluate` (``baseline`` is a label).
+    cache : bool
+        Reuse a stored result of an identical call (:mod:`xsell.cache`).
+    """
+    if cache:
+        from xsell.cache import data_fingerprint, memoize
+
+        key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
+               "configs": configs, "protocol": protocol, "ks": list(ks),
+               "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
+               "n_boot": n_boot, "seed": seed}
+        return memoize("compare_configs", key, lambda: compare_configs(
+            split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed, progress))
+    from functools import partial
+
+    from xsell.evaluation import evaluate
+
+    models = {label: partial(model_class(name), **params)
+              for label, (name, params) in configs.items()}
+    return evaluate(models, split, protocol, ks, variants, metrics, baseline, n_boot=n_boot,
+                    seed=seed, progress=progress)

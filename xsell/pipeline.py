@@ -69,8 +69,8 @@ class RunResult:
         return "\n".join(out)
 
 
-#: Baselines ``xsell run`` fits and compares.
-RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "als")
+#: Models ``xsell run`` fits and compares (the baselines and the LM two-tower).
+RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "als", "two-tower")
 
 
 def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | None = 5.0,

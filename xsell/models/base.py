@@ -43,6 +43,17 @@ def interaction_matrix(interactions: pd.DataFrame, users: pd.Index, items: pd.In
                          shape=(len(users), len(items)))
 
 
+def popularity_tiebreak(counts: sp.csr_matrix) -> np.ndarray:
+    """A per-item term below any real score difference: ties go to the more popular item.
+
+    Scores of history models are often tied (or all zero for an empty history); with this
+    term a new user gets the popular items rather than an arbitrary slice of the catalogue.
+    Popularity = number of users with the item in ``counts`` (users x items).
+    """
+    pop = np.asarray((counts > 0).sum(axis=0), dtype=float).ravel()
+    return 1e-6 * pop / max(pop.max(initial=0.0), 1.0)
+
+
 class Recommender:
     """Base class of every model.
 
@@ -52,7 +63,7 @@ class Recommender:
     """
 
     #: Users scored at once by :meth:`recommend` (bounds memory).
-    batch_size: int = 256
+    score_batch_size: int = 256
 
     #: Whether the model can score items with no training interaction. ID-based models
     #: cannot (they have learned nothing about such items), so :meth:`recommend` ranks
@@ -153,8 +164,8 @@ class Recommender:
         unseen = None if self.scores_unseen_items else ~self.seen_items_
         out = []
         # Score users in chunks: a dense users x catalogue block can be gigabytes.
-        for start in range(0, len(rows), self.batch_size):
-            part = slice(start, start + self.batch_size)
+        for start in range(0, len(rows), self.score_batch_size):
+            part = slice(start, start + self.score_batch_size)
             scores = self._score_history(matrix[part], rows[part]).astype(float, copy=True)
             if exclude_seen:
                 seen = matrix[part].tocoo()

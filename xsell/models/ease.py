@@ -7,8 +7,7 @@ import scipy.sparse as sp
 from scipy.linalg import LinAlgError, lapack
 
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender
-from xsell.models.neighbors import _popularity_tiebreak
+from xsell.models.base import Recommender, popularity_tiebreak
 
 
 def spd_inverse(g: np.ndarray) -> np.ndarray:
@@ -106,7 +105,7 @@ class EASE(Recommender):
         p /= -np.diag(p).copy()
         np.fill_diagonal(p, 0.0)
         self.weights_ = p
-        self.tiebreak_ = _popularity_tiebreak(self.train_history_)
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:

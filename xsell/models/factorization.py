@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender
-from xsell.models.neighbors import _popularity_tiebreak, weigh_documents
+from xsell.models.base import Recommender, popularity_tiebreak
+from xsell.models.neighbors import weigh_documents
 
 
 def fold_in(item_factors: np.ndarray, confidence: sp.csr_matrix,
@@ -184,7 +184,7 @@ class ALS(FactorModel):
             model.fit(conf, show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)
-        self.tiebreak_ = _popularity_tiebreak(self.train_history_)
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self
 
 
@@ -274,5 +274,5 @@ class BPR(FactorModel):
             model.fit(self.train_history_.astype(np.float32), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)
-        self.tiebreak_ = _popularity_tiebreak(self.train_history_)
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self

@@ -14,15 +14,7 @@ import scipy.sparse as sp
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender
-
-
-def _popularity_tiebreak(counts: sp.csr_matrix) -> np.ndarray:
-    # Scores of history models are often tied (or all zero for an empty history). A term
-    # smaller than any real score difference breaks those ties by popularity, so a new user
-    # gets the popular items rather than an arbitrary slice of the catalogue.
-    pop = np.asarray((counts > 0).sum(axis=0), dtype=float).ravel()
-    return 1e-6 * pop / max(pop.max(initial=0.0), 1.0)
+from xsell.models.base import Recommender, popularity_tiebreak
 
 
 def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -172,7 +164,7 @@ class ItemKNN(Recommender):
         sim.data[row == sim.indices] = 0.0  # an item does not vote for itself
         sim.eliminate_zeros()
         self.similarity_ = keep_top_k_per_row(sim, self.k_neighbors)
-        self.tiebreak_ = _popularity_tiebreak(self.train_history_)
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
@@ -259,7 +251,7 @@ class CoOccurrence(Recommender):
         elif self.normalize == "lift":
             w.data *= b.shape[0] / (n[row] * n[col])
         self.weights_ = w
-        self.tiebreak_ = _popularity_tiebreak(self.train_history_)
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:

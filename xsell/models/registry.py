@@ -16,6 +16,8 @@ MODELS: dict[str, str] = {
     "ease": "xsell.models.ease:EASE",
     "als": "xsell.models.factorization:ALS",
     "bpr": "xsell.models.factorization:BPR",
+    "text-similarity": "xsell.models.text_similarity:TextSimilarity",
+    "two-tower": "xsell.models.two_tower:TwoTower",
 }
 
 

@@ -1,0 +1,232 @@
+"""The two-tower model: history states, losses, training, inference, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xsell.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from xsell.data.synthetic import make_synthetic_shop
+from xsell.losses import in_batch_softmax_loss
+from xsell.models.behaviour import top_items, training_states
+from xsell.models.towers import UserTower
+from xsell.models.two_tower import TwoTower
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return make_synthetic_shop(n_users=150, seed=3)
+
+
+def small(tiny_lm_dir, **kw) -> TwoTower:
+    params = dict(encoder=str(tiny_lm_dir), dim=16, max_epochs=3, batch_size=256,
+                  validation_users=20, progress=False)
+    return TwoTower(**{**params, **kw})
+
+
+def test_training_states_follow_the_decay_formula(interactions_frame, items_frame):
+    from xsell.data.dataset import Dataset
+
+    ds = Dataset.from_frames(interactions_frame, items_frame)
+    st = training_states(ds.interactions, ds.user_index, ds.item_index, half_life=1.0,
+                         max_items=5)
+    # u1 bought a,b | a,c | a,d: the state before basket 2 weighs a = 1 + 0.5, c = 1, b = 0.5.
+    u1 = ds.user_codes(["u1"])[0]
+    row = np.flatnonzero((st.user == u1) & (st.seq == 2))[0]
+    got = dict(zip(ds.item_index[st.items[row][st.items[row] >= 0]], st.weights[row],
+                   strict=False))
+    assert got == pytest.approx({"a": 1.5, "c": 1.0, "b": 0.5})
+    targets = set(ds.item_index[st.target_item[st.target_state == row]])
+    assert targets == {"a", "d"}
+    new = training_states(ds.interactions, ds.user_index, ds.item_index, 1.0, 5, targets="new")
+    row = np.flatnonzero((new.user == u1) & (new.seq == 2))[0]
+    assert set(ds.item_index[new.target_item[new.target_state == row]]) == {"d"}
+
+
+def test_top_items_keeps_the_heaviest():
+    import scipy.sparse as sp
+
+    codes, weights = top_items(sp.csr_matrix(np.array([[0.1, 3, 0, 2], [0, 0, 0, 0]])), 2)
+    assert codes.tolist() == [[1, 3], [-1, -1]] and weights[0].tolist() == [3, 2]
+
+
+def test_in_batch_softmax_matches_cross_entropy_and_masks_duplicates():
+    torch.manual_seed(0)
+    u, v = torch.randn(4, 8), torch.randn(4, 8)
+    codes = torch.tensor([0, 1, 2, 3])
+    ref = torch.nn.functional.cross_entropy(u @ v.T / 0.1, torch.arange(4))
+    assert torch.isclose(in_batch_softmax_loss(u, v, codes, temperature=0.1), ref)
+    # Row 0 and row 2 both bought item 7: neither is the other's negative.
+    dup = torch.tensor([7, 1, 7, 3])
+    logits = u @ v.T / 0.1
+    logits[0, 2] = logits[2, 0] = float("-inf")
+    ref = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    assert torch.isclose(in_batch_softmax_loss(u, v, dup, temperature=0.1), ref)
+    # log-Q: subtracting log q_j from column j.
+    log_q = torch.log(torch.tensor([0.5, 0.2, 0.2, 0.1]))
+    ref = torch.nn.functional.cross_entropy(u @ v.T / 0.1 - log_q[None], torch.arange(4))
+    assert torch.isclose(in_batch_softmax_loss(u, v, codes, log_q, 0.1), ref)
+
+
+@pytest.mark.parametrize("kind", UserTower.KINDS)
+def test_user_tower_ignores_padding(kind):
+    torch.manual_seed(0)
+    tower = UserTower(8, kind)
+    items = torch.randn(1, 3, 8)
+    w = torch.tensor([[1.0, 0.5, 0.0]])
+    padded = items.clone()
+    padded[0, 2] = 100.0
+    assert torch.allclose(tower(items, w), tower(padded, w), atol=1e-5)
+
+
+def test_fit_learns_and_scores_cold_items_through_text(shop, tiny_lm_dir):
+    model = small(tiny_lm_dir, max_epochs=4).fit(shop)
+    assert len(model.history_) >= 2
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    users = shop.user_index[:5]
+    scores = model.score(users)
+    assert scores.shape == (5, shop.n_items) and np.isfinite(scores).all()
+    recs = model.recommend(users, k=10)
+    assert recs.shape == (5, 10)
+    # A catalogue item nobody bought still gets a real (text) score, and can be recommended.
+    assert model.scores_unseen_items
+    cold = np.flatnonzero(~model.seen_items_)
+    if len(cold):
+        assert np.unique(scores[:, cold]).size > 1
+
+
+def test_id_only_tower_cannot_score_cold_items(tiny_lm_dir, shop):
+    model = small(tiny_lm_dir, item_features="id", max_epochs=1)
+    assert not model.scores_unseen_items
+
+
+def test_history_argument_and_seeded_reproducibility(shop, tiny_lm_dir):
+    a = small(tiny_lm_dir, seed=5).fit(shop)
+    b = small(tiny_lm_dir, seed=5).fit(shop)
+    user = shop.user_index[0]
+    assert np.allclose(a.score([user]), b.score([user]), atol=1e-6)
+    own = shop.interactions[shop.interactions["user_id"] == user]
+    # The user's own training rows given as a history score exactly like the user id.
+    assert np.allclose(a.score([user], history=own), a.score([user]), atol=1e-5)
+    new_user = own.assign(user_id="someone-new")
+    assert a.recommend(["someone-new"], k=5, history=new_user).shape == (1, 5)
+
+
+@pytest.mark.parametrize("variant", [dict(user_tower="text"), dict(objective="mse"),
+                                     dict(user_tower="transformer", targets="new"),
+                                     dict(pretrained=False, item_features="text")])
+def test_variants_fit_and_score(shop, tiny_lm_dir, variant):
+    model = small(tiny_lm_dir, max_epochs=2, **variant).fit(shop)
+    assert np.isfinite(model.score(shop.user_index[:3])).all()
+
+
+def test_bad_settings_are_named(tiny_lm_dir, shop):
+    with pytest.raises(ValueError, match="user_tower"):
+        small(tiny_lm_dir, user_tower="lstm").fit(shop)
+
+
+def test_checkpoint_roundtrip_and_refusals(shop, tiny_lm_dir, tmp_path):
+    model = small(tiny_lm_dir, max_epochs=1).fit(shop)
+    model.save(tmp_path / "ckpt")
+    again = TwoTower.load(tmp_path / "ckpt", shop)
+    users = shop.user_index[:4]
+    assert np.allclose(again.score(users), model.score(users), atol=1e-5)
+    # Another catalogue: refused, naming the folder.
+    other = make_synthetic_shop(n_users=60, seed=9)
+    items = other.items.iloc[:-1]
+    smaller = type(other).from_frames(other.interactions[other.interactions["item_id"]
+                                                         .isin(items["item_id"])], items)
+    with pytest.raises(CheckpointError, match="catalogue"):
+        TwoTower.load(tmp_path / "ckpt", smaller)
+    # A flipped byte in the weights: refused by the hash check.
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        TwoTower.load(tmp_path / "ckpt", shop)
+
+
+def test_checkpoint_refuses_wrong_model_and_bad_json(tmp_path):
+    save_checkpoint(tmp_path / "c", {"w": torch.zeros(2)}, {"model": "Other"})
+    with pytest.raises(CheckpointError, match="model is 'Other'"):
+        load_checkpoint(tmp_path / "c", expect={"model": "TwoTower"})
+    (tmp_path / "c" / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_two_tower_in_the_registry_and_evaluate(shop):
+    from xsell.models.registry import model_class
+
+    assert model_class("two-tower") is TwoTower
+    assert isinstance(pd.Series(TwoTower.param_grid), pd.Series)
+
+
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_finetuning_changes_the_item_text_table(shop, tiny_lm_dir, lora_rank):
+    frozen = small(tiny_lm_dir, max_epochs=1, item_features="text").fit(shop)
+    tuned = small(tiny_lm_dir, max_epochs=1, item_features="text", finetune_layers=1,
+                  lora_rank=lora_rank, lr=1e-2, finetune_lr=1e-3).fit(shop)
+    assert not torch.allclose(frozen.item_tower_.text, tuned.item_tower_.text)
+    assert np.isfinite(tuned.score(shop.user_index[:2])).all()
+
+
+def test_lora_starts_as_the_base_layer():
+    from xsell.models.finetune import LoRALinear
+
+    base = torch.nn.Linear(6, 4)
+    lora = LoRALinear(base, rank=2)
+    x = torch.randn(3, 6)
+    assert torch.allclose(lora(x), base(x))
+    assert [n for n, p in lora.named_parameters() if p.requires_grad] == ["lora_a", "lora_b"]
+
+
+def test_text_similarity_recommends_look_alikes(tiny_lm_dir, interactions_frame, items_frame):
+    from xsell.data.dataset import Dataset
+    from xsell.models.text_similarity import TextSimilarity
+
+    ds = Dataset.from_frames(interactions_frame, items_frame)
+    model = TextSimilarity(encoder=str(tiny_lm_dir), progress=False).fit(ds)
+    scores = model.score(["u1"])
+    # The score is the dot product of the decayed mean history embedding with each item.
+    w = model.history_matrix(ds.interactions, ds.user_index)[ds.user_codes(["u1"])]
+    user = (w @ model.embeddings_) / w.sum()
+    assert np.allclose(scores, user @ model.embeddings_.T, atol=1e-6)
+
+
+def test_compare_configs_and_cached_fit(shop, tiny_lm_dir, tmp_path, monkeypatch):
+    from xsell.data.splits import leave_last_basket_out
+    from xsell.experiments import compare_configs, fit_model
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path))
+    split = leave_last_basket_out(shop)
+    base = dict(encoder=str(tiny_lm_dir), dim=8, max_epochs=1, validation_users=10,
+                progress=False)
+    table = compare_configs(split, {"text": ("two-tower", {**base, "item_features": "text"}),
+                                    "pop": ("popularity", {})},
+                            variants=("explore",), ks=(20,), metrics=("recall",),
+                            progress=False, cache=True)
+    assert set(table["model"]) == {"text", "pop"} and table["value"].notna().all()
+    train = split.train_dataset(include_validation=True)
+    first = fit_model("two-tower", base, train, cache=True)
+    again = fit_model("two-tower", base, train, cache=True)  # from disk, no training
+    assert np.allclose(first.score(train.user_index[:3]), again.score(train.user_index[:3]))
+
+
+def test_mse_formulation_learns_counts_on_the_rating_split(tiny_lm_dir):
+    from xsell.data.splits import random_rating_split
+    from xsell.evaluation import evaluate_rating
+
+    shop = make_synthetic_shop(n_users=120, seed=4)
+    split = random_rating_split(shop, seed=0)
+    table = evaluate_rating({"mse": lambda: small(tiny_lm_dir, objective="mse",
+                                                  user_tower="mean", max_epochs=5)},
+                            split, n_boot=50)
+    rmse = table.query("metric == 'rmse'").set_index("model")["value"]
+    # Trained on counts (not row counts), its calibrated predictions beat the global mean.
+    assert rmse["mse"] < rmse["global mean"]

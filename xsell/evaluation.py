@@ -169,17 +169,35 @@ def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "al
     return task, train
 
 
-def cold_start_task(split: Split, part: str = "test") -> Task:
-    """Targets restricted to items never seen in training, ranked over the whole catalogue."""
+def cold_start_task(split: Split, part: str = "test", candidates: str = "all") -> Task:
+    """Targets restricted to items never seen in training.
+
+    Parameters
+    ----------
+    split : Split
+        A temporal split.
+    part : {"test", "validation"}
+        Which held-out part.
+    candidates : {"all", "cold"}
+        ``"all"``: rank the whole catalogue (a cold item competes with every product);
+        ``"cold"``: rank only catalogue items never seen in training -- a "new products
+        for you" shelf, where a model that knows nothing of them ranks at chance.
+    """
+    if candidates not in ("all", "cold"):
+        raise ValueError(f"candidates must be 'all' or 'cold', not {candidates!r}")
     heldout = split.test if part == "test" else split.validation
     history = pd.concat([split.train, split.validation]) if part == "test" else split.train
     cold = heldout[~heldout[S.ITEM].isin(history[S.ITEM])]
     targets = cold.groupby(S.USER)[S.ITEM].unique()
     share = len(cold) / max(len(heldout), 1)
+    catalogue = split.dataset.item_index
+    shelf = catalogue[~catalogue.isin(history[S.ITEM])].to_numpy() if candidates == "cold" \
+        else None
     return Task("next-basket/cold-start", targets.index.to_numpy(), targets.index.to_numpy(),
-                list(targets.to_numpy()), exclude_seen=False, candidates=None,
+                list(targets.to_numpy()), exclude_seen=False, candidates=shelf,
                 info={"part": part, "cold_share_of_target_rows": share,
-                      "cold_items": int(cold[S.ITEM].nunique())})
+                      "cold_items": int(cold[S.ITEM].nunique()), "candidates": candidates,
+                      "n_candidates": len(catalogue) if shelf is None else len(shelf)})
 
 
 # ---------------------------------------------------------------------------- scoring

@@ -29,11 +29,14 @@ class ItemTower(nn.Module):
         seen in training keeps exactly its text vector (that is how cold items are scored).
     id_items : torch.Tensor, optional
         Codes of the items that get an id vector (default all); the others get zero.
+    id_dropout : float
+        In training, the probability of dropping an item's id vector (text + id towers).
     """
 
     def __init__(self, text: torch.Tensor | None, n_items: int, dim: int, use_ids: bool,
-                 id_items: torch.Tensor | None = None):
+                 id_items: torch.Tensor | None = None, id_dropout: float = 0.0):
         super().__init__()
+        self.id_dropout = id_dropout
         if text is None and not use_ids:
             raise ValueError("an item tower needs text, ids or both")
         self.register_buffer("text", text if text is not None else torch.empty(0))
@@ -60,7 +63,13 @@ class ItemTower(nn.Module):
         if self.proj is not None:
             out = self.proj(self.text[codes] if text is None else text)
         if self.ids is not None:
-            out = out + self.ids(self.id_rows[codes])
+            z = self.ids(self.id_rows[codes])
+            if self.training and self.id_dropout and self.proj is not None:
+                # Drop whole id vectors at random, so the text path alone must score well:
+                # that is all a never-bought (cold) item has at prediction time.
+                keep = torch.rand(z.shape[:-1] + (1,)) >= self.id_dropout
+                z = z * keep
+            out = out + z
         return out
 
 

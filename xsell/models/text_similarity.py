@@ -31,6 +31,7 @@ class TextSimilarity(Recommender):
         Progress bar while encoding the catalogue.
     """
 
+    #: Every catalogue item has text, so items never bought in training are scored too.
     scores_unseen_items = True
 
     #: Half-lives tried by :func:`xsell.tuning.tune`.

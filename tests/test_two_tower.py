@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -160,11 +159,13 @@ def test_checkpoint_refuses_wrong_model_and_bad_json(tmp_path):
         load_checkpoint(tmp_path / "nowhere")
 
 
-def test_two_tower_in_the_registry_and_evaluate(shop):
+def test_two_tower_is_registered_with_a_tunable_grid():
     from xsell.models.registry import model_class
+    from xsell.tuning import parameter_grid
 
     assert model_class("two-tower") is TwoTower
-    assert isinstance(pd.Series(TwoTower.param_grid), pd.Series)
+    grid = parameter_grid(TwoTower.param_grid)
+    assert len(grid) >= 2 and all(set(g) <= set(TwoTower().get_params()) for g in grid)
 
 
 @pytest.mark.parametrize("lora_rank", [0, 2])

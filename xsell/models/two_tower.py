@@ -383,7 +383,7 @@ class TwoTower(Recommender):
             return -float(mse_loss(pred, torch.as_tensor(states.target_count[val_rows])))
         u = self._batch_users(states, val_rows, state_text).numpy()
         scores = u @ self._all_item_vectors().T
-        scores[:, ~self.train_items_mask(states, val_rows)] = -np.inf
+        scores[:, ~self._train_items_mask(states, val_rows)] = -np.inf
         if self.targets == "new":
             rows = np.repeat(np.arange(len(val_rows)), states.items.shape[1])
             cols = states.items[val_rows].ravel()
@@ -393,7 +393,7 @@ class TwoTower(Recommender):
         targets = pd.Series(states.target_item).groupby(states.target_state).unique()
         return float(np.mean(recall_at_k(top, [targets[r] for r in val_rows], 20)))
 
-    def train_items_mask(self, states: States, val_rows: np.ndarray) -> np.ndarray:
+    def _train_items_mask(self, states: States, val_rows: np.ndarray) -> np.ndarray:
         """Items that are a target of some training state (what validation may rank)."""
         mask = np.zeros(len(self.items_), dtype=bool)
         mask[states.target_item[~np.isin(states.target_state, val_rows)]] = True

@@ -6,6 +6,8 @@ Commands::
     xsell data validate  --interactions F --items F
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
     xsell evaluate       [data] --protocol P --models a,b --k 10,20 --out results.json
+    xsell recommend      [data] --user ID [--k 10] [--objective explore]
+    xsell complete       [data] --items ID,ID,... [--user ID] [--k 10]
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 """
@@ -24,11 +26,12 @@ from xsell.data.validation import DataValidationError
 from xsell.pipeline import RUN_MODELS
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, items_flag: str = "--items") -> None:
     g = p.add_argument_group("data (default: $XSELL_DATA_DIR, else the synthetic shop)")
     g.add_argument("--data", metavar="PATH", help="folder with Instacart or generic-format files")
     g.add_argument("--interactions", metavar="CSV", help="interactions.csv (generic format)")
-    g.add_argument("--items", metavar="CSV", help="items.csv (generic format)")
+    g.add_argument(items_flag, dest="items_file", metavar="CSV",
+                   help="items.csv (generic format)")
     g.add_argument("--synthetic", action="store_true",
                    help="use the synthetic shop even if XSELL_DATA_DIR is set")
     g.add_argument("--users", type=int, default=1000, help="users of the synthetic shop")
@@ -40,7 +43,7 @@ def _load(args: argparse.Namespace) -> Dataset:
         from xsell.data.synthetic import make_synthetic_shop
 
         return make_synthetic_shop(n_users=args.users, seed=args.seed)
-    return load_dataset(args.data, interactions=args.interactions, items=args.items,
+    return load_dataset(args.data, interactions=args.interactions, items=args.items_file,
                         synthetic_users=args.users, seed=args.seed)
 
 
@@ -103,6 +106,65 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(table, note: str | None = None) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", 40, "display.width", 160):
+        print(table.to_string())
+    if note:
+        print(note)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from xsell.cross_sell.explain import Explainer
+    from xsell.cross_sell.service import recommend_for_user
+    from xsell.experiments import fit_model
+
+    data = _clean(_load(args))
+    print(f"fitting (or loading from the cache) the hybrid, objective {args.objective!r} ...",
+          file=sys.stderr)
+    model = fit_model("hybrid", {"objective": args.objective}, data, cache=True)
+    table = recommend_for_user(model, args.user, k=args.k,
+                               explainer=Explainer().fit(data))
+    if table.attrs.get("fallback"):
+        print(f"note: {table.attrs['fallback']}")
+    table.index = range(1, len(table) + 1)
+    _print_table(table)
+    return 0
+
+
+def _cmd_complete(args: argparse.Namespace) -> int:
+    from xsell.cross_sell.explain import Explainer
+    from xsell.cross_sell.service import cart_summary, complete_cart
+
+    data = _clean(_load(args))
+    items = _csv_list(args.cart)
+    print("cart:")
+    _print_table(cart_summary(data, items))
+    print("fitting (or loading from the cache) the basket completer ...", file=sys.stderr)
+    completer = _fit_completer(data)
+    table = complete_cart(completer, items, user=args.user, k=args.k,
+                          explainer=Explainer().fit(data))
+    table.index = range(1, len(table) + 1)
+    print("\ncomplements from other departments:")
+    _print_table(table)
+    return 0
+
+
+def _fit_completer(data):
+    from xsell.cache import data_fingerprint, memoize
+    from xsell.cross_sell.completion import BasketCompleter
+
+    return memoize("completer", {"data": data_fingerprint(data)},
+                   lambda: BasketCompleter().fit(data))
+
+
+def _clean(ds: Dataset) -> Dataset:
+    from xsell.data.cleaning import clean
+
+    return clean(ds, min_user_baskets=3)[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xsell`` command."""
     parser = argparse.ArgumentParser(prog="xsell", description=__doc__.split("\n")[0])
@@ -141,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="drop users with fewer baskets (train + validation + test)")
     evaluate.add_argument("--out", metavar="JSON", help="write results here")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    rec = sub.add_parser("recommend", help="a user's recommendations, with explanations")
+    _add_data_args(rec)
+    rec.add_argument("--user", required=True, help="user id")
+    rec.add_argument("--k", type=int, default=10, help="number of items")
+    rec.add_argument("--objective", default="explore",
+                     choices=["all", "explore", "cross-category"],
+                     help="what the hybrid ranks: everything, new items, or new items "
+                          "from departments the user never bought from")
+    rec.set_defaults(func=_cmd_recommend)
+
+    comp = sub.add_parser("complete", help="complete a cart from other departments")
+    _add_data_args(comp, items_flag="--catalogue")  # --items names the cart here
+    comp.add_argument("--items", dest="cart", required=True,
+                      help="comma-separated item ids in the cart")
+    comp.add_argument("--user", help="user id (personalises the complements)")
+    comp.add_argument("--k", type=int, default=10, help="number of items")
+    comp.set_defaults(func=_cmd_complete)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)

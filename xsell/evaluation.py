@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy import stats
 from tqdm import tqdm
 
@@ -74,6 +75,27 @@ class Task:
     exclude_seen: bool = False
     candidates: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    blocked_categories: list | None = None
+    level: int = 0
+
+    def exclusions(self, points: slice | np.ndarray,
+                   catalogue: Dataset) -> sp.csr_matrix | None:
+        """Points x catalogue matrix of the items in each point's blocked categories."""
+        if self.blocked_categories is None:
+            return None
+        category = catalogue.item_category(self.level)
+        names = pd.Index(sorted(category.unique()))
+        item_of = sp.csr_matrix((np.ones(len(category)),
+                                 (names.get_indexer(category), np.arange(len(category)))),
+                                shape=(len(names), len(category)))
+        blocked = [self.blocked_categories[i] for i in np.arange(self.n_points)[points]]
+        rows = np.repeat(np.arange(len(blocked)), [len(b) for b in blocked])
+        cols = names.get_indexer(np.concatenate([np.asarray(b, dtype=object) for b in blocked])
+                                 if len(blocked) else np.array([], dtype=object))
+        keep = cols >= 0
+        point_of = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])),
+                                 shape=(len(blocked), len(names)))
+        return (point_of @ item_of).tocsr()
 
     @property
     def n_points(self) -> int:
@@ -200,6 +222,61 @@ def cold_start_task(split: Split, part: str = "test", candidates: str = "all") -
                       "n_candidates": len(catalogue) if shelf is None else len(shelf)})
 
 
+def basket_completion_task(split: Split, part: str = "test", new_only: bool = True,
+                           seed: int = 0, level: int = 0) -> Task:
+    """Basket completion: finish a cart with items from departments it lacks.
+
+    From each held-out basket spanning two or more departments, one department (drawn
+    with ``seed``) is hidden: its items are the targets, the rest of the basket is the
+    cart. The model sees the user's history plus the cart as the latest basket, and
+    ranks items outside the cart's departments. Seeded and deterministic.
+
+    Parameters
+    ----------
+    split : Split
+        A temporal split.
+    part : {"test", "validation"}
+        Which held-out basket is completed (history = the parts before it).
+    new_only : bool
+        Targets restricted to items the user never bought before, which are then also
+        removed from the ranking (the cross-selling question); ``False`` keeps repeat
+        purchases.
+    seed : int
+        Seed of the hidden department's draw.
+    level : int
+        Category level (0 = department).
+    """
+    heldout = split.test if part == "test" else split.validation
+    history = pd.concat([split.train, split.validation]) if part == "test" else split.train
+    category = split.dataset.item_category(level)
+    held = heldout.assign(_c=category.reindex(heldout[S.ITEM]).to_numpy())
+    spans = held.groupby(S.USER)["_c"].unique()
+    spans = spans[spans.map(len) >= 2].sort_index()
+    rng = np.random.default_rng(seed)
+    hidden = pd.Series([sorted(c)[rng.integers(len(c))] for c in spans], index=spans.index)
+    held = held[held[S.USER].isin(hidden.index)]
+    is_target = held["_c"].to_numpy() == hidden.reindex(held[S.USER]).to_numpy()
+    carts, targets = held[~is_target], held[is_target][[S.USER, S.ITEM]].drop_duplicates()
+    if new_only:
+        old = history[[S.USER, S.ITEM]].drop_duplicates().assign(_old=True)
+        targets = targets.merge(old, on=[S.USER, S.ITEM], how="left")
+        targets = targets[targets["_old"].isna()]
+    targets = targets.groupby(S.USER)[S.ITEM].unique()
+    users = targets.index.to_numpy()
+    last = history.groupby(S.USER)[S.SEQ].max()
+    carts = carts[carts[S.USER].isin(users)]
+    carts = carts.assign(**{S.SEQ: last.reindex(carts[S.USER]).fillna(-1).to_numpy() + 1})
+    cols = [S.USER, S.ITEM, S.BASKET, S.SEQ]
+    seen = pd.concat([history[history[S.USER].isin(users)][cols], carts[cols]],
+                     ignore_index=True)
+    blocked = carts.groupby(S.USER)["_c"].unique().reindex(users)
+    variant = "new" if new_only else "all"
+    return Task(f"basket-completion/{variant}", users, users, list(targets.to_numpy()),
+                history=seen, exclude_seen=new_only, candidates=history[S.ITEM].unique(),
+                info={"part": part, "seed": seed, "hidden": hidden.reindex(users).to_dict()},
+                blocked_categories=list(blocked.to_numpy()), level=level)
+
+
 # ---------------------------------------------------------------------------- scoring
 
 
@@ -207,8 +284,20 @@ def per_user_metrics(model: Recommender, task: Task, ks: Iterable[int] = (10, 20
                      metrics: Iterable[str] = ("recall", "ndcg")) -> pd.DataFrame:
     """Metric values of every test point (long format: point, owner, metric, k, value)."""
     ks = sorted(set(ks))
-    ranked = model.recommend(task.users, k=max(ks), exclude_seen=task.exclude_seen,
-                             candidates=task.candidates, history=task.history)
+    if task.blocked_categories is None:
+        ranked = model.recommend(task.users, k=max(ks), exclude_seen=task.exclude_seen,
+                                 candidates=task.candidates, history=task.history)
+    else:  # per-point exclusions, built a chunk at a time to bound memory
+        parts = []
+        for start in range(0, task.n_points, 512):
+            part = slice(start, start + 512)
+            users = task.users[part]
+            history = None if task.history is None else \
+                task.history[task.history[S.USER].isin(users)]
+            parts.append(model.recommend(users, k=max(ks), exclude_seen=task.exclude_seen,
+                                         candidates=task.candidates, history=history,
+                                         exclude=task.exclusions(part, model.dataset_)))
+        ranked = np.vstack(parts)
     frames = []
     for name in metrics:
         for k in ks:

@@ -128,13 +128,22 @@ class Recommender:
             Shape ``(len(users), len(items))``; higher is better.
         """
         matrix, rows = self._histories(users, history)
-        scores = self._score_history(matrix, rows)
+        scores = self._score_users(np.atleast_1d(np.asarray(users)), matrix, rows, history)
         if items is not None:
             scores = scores[:, self.dataset_.item_codes(items)]
         return scores
 
+    def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
+                     history: pd.DataFrame | None) -> np.ndarray:
+        """Dense scores of one chunk of users; models that combine others override it.
+
+        Most models only need their own history matrix; a hybrid passes the users and
+        raw ``history`` on to its components, which weight histories their own way.
+        """
+        return self._score_history(matrix, rows)
+
     def recommend(self, users, k: int = 10, exclude_seen: bool = False, candidates=None,
-                  history: pd.DataFrame | None = None) -> np.ndarray:
+                  history: pd.DataFrame | None = None, exclude=None) -> np.ndarray:
         """Top-``k`` item ids for each user, best first.
 
         Parameters
@@ -149,13 +158,23 @@ class Recommender:
             Item ids to rank (default: the whole catalogue).
         history : pandas.DataFrame, optional
             Interaction rows to use as the users' histories instead of the training data.
+        exclude : scipy.sparse.spmatrix, optional
+            Users x catalogue matrix; a stored entry means the item may not be
+            recommended to that user (e.g. the departments of a cart in basket
+            completion).
 
         Returns
         -------
         numpy.ndarray
             Item ids, shape ``(len(users), k)``.
         """
+        users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
+        if exclude is not None:
+            if exclude.shape != (len(users), len(self.items_)):
+                raise ValueError(f"exclude must be users x catalogue "
+                                 f"{(len(users), len(self.items_))}, not {exclude.shape}")
+            exclude = sp.csr_matrix(exclude)
         mask = None  # True = may not be recommended
         if candidates is not None:
             mask = np.full(len(self.items_), True)
@@ -166,7 +185,11 @@ class Recommender:
         # Score users in chunks: a dense users x catalogue block can be gigabytes.
         for start in range(0, len(rows), self.score_batch_size):
             part = slice(start, start + self.score_batch_size)
-            scores = self._score_history(matrix[part], rows[part]).astype(float, copy=True)
+            scores = self._score_users(users[part], matrix[part], rows[part], history)
+            scores = scores.astype(float, copy=True)
+            if exclude is not None:
+                blocked = exclude[part].tocoo()
+                scores[blocked.row, blocked.col] = -np.inf
             if exclude_seen:
                 seen = matrix[part].tocoo()
                 scores[seen.row, seen.col] = -np.inf

@@ -18,6 +18,10 @@ MODELS: dict[str, str] = {
     "bpr": "xsell.models.factorization:BPR",
     "text-similarity": "xsell.models.text_similarity:TextSimilarity",
     "two-tower": "xsell.models.two_tower:TwoTower",
+    "hybrid": "xsell.models.hybrid:WeightedFusion",
+    "score-fusion": "xsell.models.hybrid:ScoreFusion",
+    "rank-fusion": "xsell.models.hybrid:RankFusion",
+    "reranker": "xsell.models.hybrid:LearnedReranker",
 }
 
 

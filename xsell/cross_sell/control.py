@@ -1,0 +1,114 @@
+"""A category control on any ranking: trade accuracy for cross-category reach.
+
+:class:`CategoryControl` re-orders a model's ranking so that every prefix of the list
+holds at least a share ``reach`` of items from departments the user never bought from:
+position :math:`n` takes the best new-department item whenever fewer than
+:math:`\\lceil \\text{reach}\\cdot n \\rceil` are above it, else the best item overall.
+``reach=0`` is the model's own ranking, ``reach=1`` recommends only new departments;
+sweeping it draws the accuracy / reach trade-off curve.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xsell.data.dataset import Dataset
+from xsell.models.base import Recommender
+
+
+class CategoryControl(Recommender):
+    """Quota re-ranking of a fitted model towards departments new to the user.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model (it is not refitted).
+    reach : float
+        Minimum share of new-department items in every prefix of the list, in [0, 1].
+    level : int
+        Category level (0 = department, 1 = aisle).
+    pool : int
+        How deep the model's ranking is re-ordered (items below are ranked after).
+    new_items_only : bool
+        Leave the user's bought items out of the pool (the explore and cross-category
+        tasks remove them anyway; leaving them in would waste the pool).
+    """
+
+    def __init__(self, model: Recommender, reach: float = 0.0, level: int = 0,
+                 pool: int = 200, new_items_only: bool = True):
+        self.model = model
+        self.reach = reach
+        self.level = level
+        self.pool = pool
+        self.new_items_only = new_items_only
+
+    def fit(self, train: Dataset | None = None) -> CategoryControl:
+        """Adopt the wrapped model's training data (the model must be fitted)."""
+        if not 0.0 <= self.reach <= 1.0:
+            raise ValueError(f"reach must be in [0, 1], not {self.reach}")
+        if not hasattr(self.model, "dataset_"):
+            raise ValueError("CategoryControl wraps a fitted model; call model.fit first")
+        self._remember(train if train is not None else self.model.dataset_)
+        self.scores_unseen_items = self.model.scores_unseen_items
+        category = self.dataset_.item_category(self.level)
+        self.categories_ = pd.Index(sorted(category.unique()))
+        codes = self.categories_.get_indexer(category)
+        self.item_category_ = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)),
+                                                                   codes)))
+        return self
+
+    def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
+                     history: pd.DataFrame | None) -> np.ndarray:
+        from xsell.data import schema as S
+
+        part = None if history is None else history[history[S.USER].isin(users)]
+        scores = self.model.score(users, history=part).astype(float)
+        scores[:, ~self.seen_items_] = -np.inf  # the usual candidates: items seen in training
+        if self.new_items_only:
+            bought = matrix.tocoo()
+            scores[bought.row, bought.col] = -np.inf
+        known = np.asarray((matrix @ self.item_category_).todense()) > 0
+        novel = ~known[:, self.item_category_.indices]  # users x items
+        out = np.full(scores.shape, -1e12)
+        depth = min(self.pool, scores.shape[1])
+        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+        for r in range(len(users)):
+            cand = top[r][np.argsort(-scores[r, top[r]], kind="stable")]
+            cand = cand[np.isfinite(scores[r, cand])]
+            order = quota_order(novel[r, cand], self.reach)
+            out[r, cand[order]] = len(cand) - np.arange(len(cand))
+        return out
+
+    def _score_history(self, history, rows):
+        raise NotImplementedError("CategoryControl scores through _score_users")
+
+
+def quota_order(is_new: np.ndarray, reach: float) -> np.ndarray:
+    """Positions of a ranked list re-ordered so every prefix meets the quota.
+
+    Parameters
+    ----------
+    is_new : numpy.ndarray
+        Per item of the ranked list (best first): whether it is from a new category.
+    reach : float
+        Minimum share of new-category items in every prefix.
+    """
+    new = list(np.flatnonzero(is_new))
+    old = list(np.flatnonzero(~is_new))
+    order, taken_new = [], 0
+    i = j = 0
+    for n in range(1, len(is_new) + 1):
+        want_new = i < len(new) and (taken_new < math.ceil(reach * n - 1e-9)
+                                     or j >= len(old) or new[i] < old[j])
+        if want_new:
+            order.append(new[i])
+            i += 1
+            taken_new += 1
+        else:
+            order.append(old[j])
+            j += 1
+    return np.asarray(order, dtype=int)

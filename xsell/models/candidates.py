@@ -1,0 +1,133 @@
+"""Stage 1 of a hybrid: candidate generation.
+
+Each component model ranks the whole catalogue; the candidates of a user are the union
+of every component's top ``n``. Stage 2 (:mod:`xsell.models.hybrid`) only re-orders
+these, so a target no component puts in its top ``n`` cannot be recovered -- the
+candidate *recall* bounds what any re-ranker can reach, and the chapter measures it.
+
+Candidates are stored flat, one row per (user, item) pair, grouped by user: the layout a
+re-ranker trains on and a grouped ranking metric reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Candidates:
+    """(user, item) pairs of one batch of users, grouped by user.
+
+    Attributes
+    ----------
+    row : numpy.ndarray
+        Position of the pair's user in the batch (non-decreasing).
+    item : numpy.ndarray
+        Catalogue code of the pair's item.
+    scores : numpy.ndarray
+        Raw score of every component for the pair, shape ``(n_pairs, n_components)``.
+    ranks : numpy.ndarray
+        Rank (0 = best) of the item among the user's candidates, per component.
+    """
+
+    row: np.ndarray
+    item: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def zscores(self) -> np.ndarray:
+        """Component scores standardised per user over the user's candidates.
+
+        Models score on different scales (counts, cosines, logits); standardising per
+        user makes a weighted sum meaningful.
+        """
+        n_users = int(self.row.max(initial=-1)) + 1
+        count = np.bincount(self.row, minlength=n_users)[:, None].clip(min=1)
+        mean = np.zeros((n_users, self.scores.shape[1]))
+        np.add.at(mean, self.row, self.scores)
+        mean /= count
+        centred = self.scores - mean[self.row]
+        var = np.zeros_like(mean)
+        np.add.at(var, self.row, centred ** 2)
+        std = np.sqrt(var / count)
+        return centred / np.where(std > 0, std, 1.0)[self.row]
+
+
+def generate_candidates(scores: list[np.ndarray], n: int,
+                        blocked: np.ndarray | None = None) -> Candidates:
+    """The union of each component's top-``n`` items per user.
+
+    Parameters
+    ----------
+    scores : list of numpy.ndarray
+        One dense ``(users, items)`` score matrix per component; ``-inf`` marks items a
+        component cannot score.
+    n : int
+        Items taken from each component.
+    blocked : numpy.ndarray, optional
+        Boolean ``(users, items)`` (or ``(items,)``) mask of items that may not be
+        candidates (already bought, for a discovery objective; not rankable).
+    """
+    n_users, n_items = scores[0].shape
+    n = min(n, n_items)
+    chosen = np.zeros((n_users, n_items), dtype=bool)
+    for s in scores:
+        s = np.where(blocked, -np.inf, s) if blocked is not None else s
+        top = np.argpartition(-s, n - 1, axis=1)[:, :n]
+        finite = np.isfinite(np.take_along_axis(s, top, axis=1))
+        rows = np.repeat(np.arange(n_users), n).reshape(n_users, n)
+        chosen[rows[finite], top[finite]] = True
+    row, item = np.nonzero(chosen)  # row-major: grouped by user
+    raw = np.stack([s[row, item] for s in scores], axis=1)
+    # An item a component cannot score sits at that component's worst candidate score.
+    floor = np.where(np.isfinite(raw), raw, np.inf)
+    worst = np.full((n_users, len(scores)), np.inf)
+    np.minimum.at(worst, row, floor)
+    worst = np.where(np.isfinite(worst), worst, 0.0)
+    raw = np.where(np.isfinite(raw), raw, worst[row])
+    return Candidates(row, item, raw, _ranks_within(row, raw))
+
+
+def _ranks_within(row: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rank of each pair within its user's group, per column (0 = highest value)."""
+    ranks = np.empty(values.shape, dtype=np.int64)
+    starts = np.searchsorted(row, row)  # first position of each pair's group
+    for c in range(values.shape[1]):
+        order = np.lexsort((-values[:, c], row))
+        ranks[order, c] = np.arange(len(row)) - starts[order]
+    return ranks
+
+
+def grouped_metric(row: np.ndarray, score: np.ndarray, relevant: np.ndarray,
+                   n_targets: np.ndarray, metric: str = "recall", k: int = 20) -> float:
+    """Mean Recall@k or NDCG@k over users, ranking each user's candidates by ``score``.
+
+    Parameters
+    ----------
+    row, score, relevant : numpy.ndarray
+        Per pair: its user, its score and whether it is a target.
+    n_targets : numpy.ndarray
+        Targets per user, *including* those missing from the candidates (they count as
+        misses, as in the real evaluation).
+    metric : {"recall", "ndcg"}
+    k : int
+    """
+    order = np.lexsort((-score, row))
+    r = row[order]
+    position = np.arange(len(r)) - np.searchsorted(r, r)
+    hit = relevant[order] & (position < k)
+    users = len(n_targets)
+    if metric == "recall":
+        per_user = np.bincount(r[hit], minlength=users) / np.maximum(n_targets, 1)
+    elif metric == "ndcg":
+        gain = np.bincount(r[hit], weights=1.0 / np.log2(position[hit] + 2), minlength=users)
+        ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2))
+        per_user = gain / ideal[np.clip(n_targets, 1, k) - 1]
+    else:
+        raise ValueError(f"metric must be 'recall' or 'ndcg', not {metric!r}")
+    return float(per_user[n_targets > 0].mean())

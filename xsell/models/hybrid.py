@@ -1,0 +1,398 @@
+"""Hybrids: the LM two-tower and collaborative filtering, combined in two visible stages.
+
+1. **Candidate generation** (:mod:`xsell.models.candidates`): every component ranks the
+   catalogue; a user's candidates are the union of their top ``n_candidates``.
+2. **Re-ranking**: the candidates are re-ordered by a combination learnt on held-out
+   baskets -- a weighted sum of standardised scores (:class:`ScoreFusion`), a weighted
+   reciprocal-rank fusion (:class:`RankFusion`), or a gradient-boosted classifier over
+   the component scores and context features (:class:`LearnedReranker`).
+
+*Where the combination is learnt.* ``fit(train)`` holds out each user's last training
+basket, fits the components on the rest, learns the combination on the held-out baskets,
+then refits the components on all of ``train``. Fitted on train + validation of a
+leave-last-basket-out split, the held-out basket *is* the validation basket: weights are
+fit on the validation split, and the test basket is never seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from xsell.data import schema as S
+from xsell.data.dataset import Dataset
+from xsell.data.splits import leave_last_basket_out
+from xsell.models.base import Recommender
+from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
+from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
+
+#: Components of the hybrids by default: the grocery baseline (buy-again), three
+#: collaborative filters and the pre-trained-LM two-tower, all at default settings.
+DEFAULT_COMPONENTS: dict[str, dict] = {"buy-again": {}, "cooccurrence": {}, "ease": {},
+                                       "als": {}, "two-tower": {}}
+
+#: What each objective learns to rank and the metric its combination maximises.
+OBJECTIVES = {"all": ("ndcg", 10), "explore": ("recall", 20),
+              "cross-category": ("recall", 20)}
+
+#: Values a fusion weight may take in the coordinate search (weights are relative).
+WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+#: Users scored at once when building candidates (each component scores a dense
+#: users x catalogue block).
+BATCH_USERS = 256
+
+
+def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets: np.ndarray,
+                metric: str, k: int, passes: int = 3) -> tuple[np.ndarray, float]:
+    """Non-negative weights of ``X``'s columns maximising a grouped ranking metric.
+
+    Coordinate search: starting from equal weights, each weight in turn takes the value
+    of :data:`WEIGHT_GRID` that scores best with the others fixed; repeated ``passes``
+    times or until nothing improves. The metric is not differentiable, so it is searched
+    rather than descended.
+
+    Returns
+    -------
+    weights : numpy.ndarray
+        Normalised to sum to 1.
+    value : float
+        The metric at those weights.
+    """
+    w = np.ones(X.shape[1])
+    best = grouped_metric(row, X @ w, relevant, n_targets, metric, k)
+    for _ in range(passes):
+        improved = False
+        for j in range(len(w)):
+            for value in WEIGHT_GRID:
+                trial = w.copy()
+                trial[j] = value
+                if not trial.any():
+                    continue
+                score = grouped_metric(row, X @ trial, relevant, n_targets, metric, k)
+                if score > best + 1e-9:
+                    best, w, improved = score, trial, True
+        if not improved:
+            break
+    return w / w.sum(), best
+
+
+class Hybrid(Recommender):
+    """Base class of the hybrids (see the module docstring for the two stages).
+
+    Parameters
+    ----------
+    components : dict, optional
+        ``{registered model name: hyperparameters}`` (default
+        :data:`DEFAULT_COMPONENTS`).
+    objective : {"all", "explore", "cross-category"}
+        What the combination learns to rank (the evaluation variants): every item of the
+        next basket (NDCG@10); only items new to the user (Recall@20; bought items are
+        then never candidates); or only new items from departments new to the user
+        (Recall@20).
+    n_candidates : int
+        Items each component contributes to a user's candidates.
+    max_fit_users : int
+        Held-out baskets the combination is learnt on (a seeded sample of users).
+    cache : bool
+        Reuse identical component fits from the on-disk cache (:mod:`xsell.cache`).
+    seed : int
+        Seed of the user sample (and of the re-ranker).
+    progress : bool
+        Progress bars.
+
+    Attributes
+    ----------
+    components_ : dict
+        Component models fitted on all of the training data.
+    candidate_recall_ : float
+        Share of held-out targets that made it into the candidates (the ceiling of any
+        re-ranking).
+    holdout_score_ : float
+        The objective's metric of the learnt combination on the held-out baskets.
+    """
+
+    def __init__(self, components: dict | None = None, objective: str = "all",
+                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
+                 seed: int = 0, progress: bool = True):
+        self.components = components
+        self.objective = objective
+        self.n_candidates = n_candidates
+        self.max_fit_users = max_fit_users
+        self.cache = cache
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Dataset) -> Hybrid:
+        """Learn the combination on held-out baskets, then refit the components on ``train``."""
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, "
+                             f"not {self.objective!r}")
+        self._remember(train)
+        inner = leave_last_basket_out(train)
+        if inner.test.empty:
+            raise ValueError("the hybrid learns its combination on each user's last training "
+                             "basket; no user in the training data has two baskets")
+        fit_data = inner.train_dataset(include_validation=True)
+        held = self._fit_components(fit_data)
+        users, targets = self._holdout_targets(inner.test, fit_data)
+        pairs = self._pairs(held, fit_data, PairFeatures(fit_data), users, targets)
+        X, row, relevant, n_targets = pairs
+        self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))
+        self._learn(X, row, relevant, n_targets)
+        self.components_ = self._fit_components(train)
+        self.features_ = PairFeatures(train)
+        self.scores_unseen_items = any(m.scores_unseen_items for m in self.components_.values())
+        return self
+
+    def _fit_components(self, data: Dataset) -> dict[str, Recommender]:
+        from xsell.experiments import fit_model
+
+        specs = self.components if self.components is not None else DEFAULT_COMPONENTS
+        bar = tqdm(specs.items(), desc="hybrid components", disable=not self.progress)
+        return {name: fit_model(name, dict(params), data, cache=self.cache)
+                for name, params in bar}
+
+    def _holdout_targets(self, heldout: pd.DataFrame, fit_data: Dataset):
+        users = heldout[S.USER].unique()
+        if len(users) > self.max_fit_users:
+            rng = np.random.default_rng(self.seed)
+            users = np.sort(rng.choice(users, self.max_fit_users, replace=False))
+        held = heldout[heldout[S.USER].isin(users)][[S.USER, S.ITEM]].drop_duplicates()
+        held = held[held[S.ITEM].isin(fit_data.interactions[S.ITEM])]  # rankable items only
+        if self.objective != "all":  # only items new to the user
+            old = fit_data.interactions[[S.USER, S.ITEM]].drop_duplicates().assign(_old=1)
+            held = held.merge(old, on=[S.USER, S.ITEM], how="left")
+            held = held[held["_old"].isna()].drop(columns="_old")
+        if self.objective == "cross-category":  # ... from departments new to the user
+            dept = fit_data.item_category(0)
+            known = fit_data.interactions[[S.USER]].assign(
+                _d=dept.reindex(fit_data.interactions[S.ITEM]).to_numpy()).drop_duplicates()
+            held = held.assign(_d=dept.reindex(held[S.ITEM]).to_numpy()).merge(
+                known.assign(_old=1), on=[S.USER, "_d"], how="left")
+            held = held[held["_old"].isna()]
+        targets = held.groupby(S.USER)[S.ITEM].unique()
+        return targets.index.to_numpy(), targets
+
+    def _pairs(self, models: dict, data: Dataset, features: PairFeatures, users: np.ndarray,
+               targets: pd.Series):
+        """Candidate pairs of held-out users with their features and labels."""
+        X, rows, relevant, n_targets = [], [], [], []
+        counts = _count_matrix(data)
+        seen = np.zeros(len(data.item_index), dtype=bool)
+        seen[data.item_codes(data.interactions[S.ITEM].unique())] = True
+        for start in range(0, len(users), BATCH_USERS):
+            batch = users[start:start + BATCH_USERS]
+            counts_b = counts[data.user_codes(batch)]
+            cand = self._candidates(models, batch, None, counts_b, ~seen)
+            X.append(self._features(cand, counts_b, features))
+            codes = [set(data.item_codes(targets[u]).tolist()) for u in batch]
+            relevant.append(np.fromiter((i in codes[r] for r, i in zip(cand.row, cand.item,
+                                                                        strict=True)),
+                                        dtype=bool, count=len(cand)))
+            rows.append(cand.row + start)
+            n_targets.append([len(c) for c in codes])
+        return (np.vstack(X), np.concatenate(rows), np.concatenate(relevant),
+                np.concatenate(n_targets))
+
+    def _candidates(self, models: dict, users: np.ndarray, history: pd.DataFrame | None,
+                    counts: sp.csr_matrix, blocked_items: np.ndarray | None) -> Candidates:
+        scores = []
+        for model in models.values():
+            s = model.score(users, history=_rows_of(history, users)).astype(float)
+            if not model.scores_unseen_items:
+                s[:, ~model.seen_items_] = -np.inf
+            scores.append(s)
+        blocked = None
+        if self.objective != "all":
+            blocked = counts.toarray() > 0
+        if blocked_items is not None:
+            blocked = blocked_items[None, :] if blocked is None else blocked | blocked_items
+        return generate_candidates(scores, self.n_candidates, blocked)
+
+    # ------------------------------------------------------------------ scoring
+    def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
+                     history: pd.DataFrame | None) -> np.ndarray:
+        out = np.full(matrix.shape, -1e12)  # not a candidate: below every candidate
+        for start in range(0, len(users), BATCH_USERS):
+            part = slice(start, start + BATCH_USERS)
+            cand = self._candidates(self.components_, users[part], history, matrix[part], None)
+            block = out[part]
+            block[cand.row, cand.item] = self._combine(
+                self._features(cand, matrix[part], self.features_))
+        return out
+
+    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("hybrids score through _score_users")
+
+    # ------------------------------------------------------------------ per subclass
+    def _features(self, cand: Candidates, counts: sp.csr_matrix,
+                  features: PairFeatures) -> np.ndarray:
+        raise NotImplementedError
+
+    def _learn(self, X, row, relevant, n_targets) -> None:
+        raise NotImplementedError
+
+    def _combine(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def component_names(self) -> list[str]:
+        """Names of the components, in feature order."""
+        return list(self.components if self.components is not None else DEFAULT_COMPONENTS)
+
+
+class WeightedFusion(Hybrid):
+    """A weighted sum of normalised component scores plus a new-department bonus.
+
+    :math:`\\hat r_{ui} = \\sum_m w_m t_m(u, i) + w_0 [\\text{dept}(i) \\notin D_u]`, where
+    :math:`t_m` is model :math:`m`'s score made comparable across models and
+    :math:`D_u` the departments user :math:`u` has bought from. The weights
+    :math:`w \\ge 0` are searched on held-out baskets (:func:`fit_weights`); the bonus
+    weight :math:`w_0` is learnt like the others, so it stays 0 unless recommending
+    from new departments pays off for the objective.
+
+    Parameters
+    ----------
+    transform : {"zscore", "rank", "auto"}
+        ``"zscore"``: scores standardised per user over the candidates (score fusion);
+        ``"rank"``: :math:`1 / (60 + \\text{rank} + 1)` (reciprocal-rank fusion; ignores
+        score scales, so one model's confident outliers cannot swamp the others);
+        ``"auto"``: both are fitted and the one scoring better on the held-out baskets
+        is kept.
+    **kwargs
+        As :class:`Hybrid`.
+
+    Attributes
+    ----------
+    weights_ : pandas.Series
+        The learnt weight of each component and of the new-department bonus (sum 1).
+    transform_ : str
+        The transform in use (``"zscore"`` or ``"rank"``).
+    holdout_scores_ : dict
+        Held-out metric of each transform tried.
+    """
+
+    def __init__(self, components: dict | None = None, objective: str = "all",
+                 transform: str = "auto", n_candidates: int = 100, max_fit_users: int = 2000,
+                 cache: bool = True, seed: int = 0, progress: bool = True):
+        super().__init__(components, objective, n_candidates, max_fit_users, cache, seed,
+                         progress)
+        self.transform = transform
+
+    def _features(self, cand, counts, features) -> np.ndarray:
+        # Both transforms side by side; _combine uses the half of the chosen one.
+        novelty = features.novelty(counts, cand)
+        rrf = component_features(cand)[:, cand.scores.shape[1]:]
+        return np.hstack([cand.zscores(), novelty, rrf, novelty / (RRF_K + 1)])
+
+    def _learn(self, X, row, relevant, n_targets) -> None:
+        if self.transform not in ("zscore", "rank", "auto"):
+            raise ValueError(f"transform must be 'zscore', 'rank' or 'auto', "
+                             f"not {self.transform!r}")
+        metric, k = OBJECTIVES[self.objective]
+        half = X.shape[1] // 2
+        tried = ["zscore", "rank"] if self.transform == "auto" else [self.transform]
+        fits = {t: fit_weights(X[:, :half] if t == "zscore" else X[:, half:], row, relevant,
+                               n_targets, metric, k) for t in tried}
+        self.holdout_scores_ = {t: value for t, (_, value) in fits.items()}
+        self.transform_ = max(fits, key=lambda t: fits[t][1])
+        weights, self.holdout_score_ = fits[self.transform_]
+        self.weights_ = pd.Series(weights, index=self.component_names + ["new department"],
+                                  name="weight")
+
+    def _combine(self, X: np.ndarray) -> np.ndarray:
+        half = X.shape[1] // 2
+        part = X[:, :half] if self.transform_ == "zscore" else X[:, half:]
+        return part @ self.weights_.to_numpy()
+
+
+class ScoreFusion(WeightedFusion):
+    """:class:`WeightedFusion` of per-user standardised scores (``transform="zscore"``)."""
+
+    def __init__(self, components: dict | None = None, objective: str = "all",
+                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
+                 seed: int = 0, progress: bool = True):
+        super().__init__(components, objective, "zscore", n_candidates, max_fit_users, cache,
+                         seed, progress)
+
+
+class RankFusion(WeightedFusion):
+    """:class:`WeightedFusion` of reciprocal ranks (``transform="rank"``)."""
+
+    def __init__(self, components: dict | None = None, objective: str = "all",
+                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
+                 seed: int = 0, progress: bool = True):
+        super().__init__(components, objective, "rank", n_candidates, max_fit_users, cache,
+                         seed, progress)
+
+
+class LearnedReranker(Hybrid):
+    """Gradient-boosted trees over component scores and context features.
+
+    Each candidate pair is described by every component's standardised score and
+    reciprocal rank plus :data:`~xsell.models.features.CONTEXT_FEATURES` (popularity,
+    repeat purchase, department and aisle familiarity); a
+    :class:`~sklearn.ensemble.HistGradientBoostingClassifier` learns P(bought) on the
+    held-out baskets and its log-odds re-rank the candidates. Trees can learn
+    interactions a weighted sum cannot ("trust buy-again for staples, the two-tower for
+    a department the user never visited").
+
+    Parameters
+    ----------
+    max_iter : int
+        Boosting rounds.
+    learning_rate : float
+        Shrinkage.
+    **kwargs
+        As :class:`Hybrid`.
+
+    Attributes
+    ----------
+    model_ : sklearn.ensemble.HistGradientBoostingClassifier
+        The fitted classifier.
+    feature_names_ : list of str
+        Column names of its input.
+    """
+
+    def __init__(self, components: dict | None = None, objective: str = "all",
+                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
+                 seed: int = 0, progress: bool = True, max_iter: int = 200,
+                 learning_rate: float = 0.05):
+        super().__init__(components, objective, n_candidates, max_fit_users, cache, seed,
+                         progress)
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+
+    def _features(self, cand, counts, features) -> np.ndarray:
+        return np.hstack([component_features(cand), features.context(counts, cand)])
+
+    def _learn(self, X, row, relevant, n_targets) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        names = self.component_names
+        self.feature_names_ = ([f"z:{n}" for n in names] + [f"rrf:{n}" for n in names]
+                               + CONTEXT_FEATURES)
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=False,
+            random_state=self.seed).fit(X, relevant)
+        metric, k = OBJECTIVES[self.objective]
+        self.holdout_score_ = grouped_metric(row, self._combine(X), relevant, n_targets,
+                                             metric, k)  # in-sample: an optimistic figure
+
+    def _combine(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.decision_function(X)
+
+
+def _count_matrix(data: Dataset) -> sp.csr_matrix:
+    inter = data.interactions
+    return sp.csr_matrix((np.ones(len(inter)), (data.user_codes(inter[S.USER]),
+                                                data.item_codes(inter[S.ITEM]))),
+                         shape=(data.n_users, data.n_items))
+
+
+def _rows_of(history: pd.DataFrame | None, users: np.ndarray) -> pd.DataFrame | None:
+    return None if history is None else history[history[S.USER].isin(users)]

@@ -58,3 +58,19 @@ def test_committed_example_shop(capsys):
     assert main(["data", "summary", "--data", str(REPO / "data" / "example"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["users"] == 5 and stats["categories_per_level"] == [4, 7, 9]
+
+
+def test_recommend_and_complete_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
+    # The default hybrid and completer, with the real MiniLM weights, end to end.
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--synthetic", "--users", "150"]
+    assert main(["recommend", *args, "--user", "U00003", "--k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "because" in out and "new_department" in out and len(out.splitlines()) == 5
+    assert main(["recommend", *args, "--user", "nobody", "--k", "3"]) == 0
+    assert "cold-start fallback" in capsys.readouterr().out
+    assert main(["complete", *args, "--items", "P00001,P00131", "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "complements from other departments" in out and "Fuji Apples" in out
+    assert main(["complete", *args, "--items", "P00001,NOPE"]) == 2
+    assert "NOPE" in capsys.readouterr().err

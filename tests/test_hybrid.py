@@ -1,0 +1,108 @@
+"""Hybrids: candidate generation, fusion weights, the three re-rankers, the interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xsell.data import clean, leave_last_basket_out
+from xsell.data.synthetic import make_synthetic_shop
+from xsell.evaluation import next_basket_task, per_user_metrics
+from xsell.models.candidates import generate_candidates, grouped_metric
+from xsell.models.hybrid import LearnedReranker, RankFusion, ScoreFusion, WeightedFusion, fit_weights
+from xsell.models.registry import model_class
+
+CF = {"buy-again": {}, "cooccurrence": {}, "ease": {"l2": 50.0}}
+
+
+@pytest.fixture(scope="module")
+def split():
+    data, _ = clean(make_synthetic_shop(n_users=300, seed=5), min_user_baskets=3)
+    return leave_last_basket_out(data)
+
+
+def test_candidates_are_the_union_of_top_n():
+    a = np.array([[3.0, 2, 1, 0], [0, 1, 2, 3]])
+    b = np.array([[0.0, 0, 1, 5], [9, 0, 0, 0]])
+    cand = generate_candidates([a, b], n=1)
+    assert sorted(zip(cand.row.tolist(), cand.item.tolist())) == [(0, 0), (0, 3), (1, 0), (1, 3)]
+    blocked = np.array([True, False, False, False])
+    cand = generate_candidates([a, b], n=1, blocked=blocked)
+    assert 0 not in cand.item.tolist()
+    z = cand.zscores()
+    assert np.allclose([z[cand.row == r].mean(axis=0) for r in (0, 1)], 0)
+
+
+def test_grouped_metric_counts_missing_targets_as_misses():
+    row = np.array([0, 0, 0, 1, 1])
+    score = np.array([3.0, 2, 1, 1, 2])
+    relevant = np.array([False, True, False, True, False])
+    # user 0: target at position 1 of 2 targets (one never made it into the candidates)
+    assert grouped_metric(row, score, relevant, np.array([2, 1]), "recall", 1) == 0.0
+    assert grouped_metric(row, score, relevant, np.array([2, 1]), "recall", 2) == 0.75
+    ndcg = grouped_metric(row, score, relevant, np.array([1, 1]), "ndcg", 2)
+    assert ndcg == pytest.approx(1 / np.log2(3))
+
+
+def test_fit_weights_finds_the_informative_column():
+    rng = np.random.default_rng(0)
+    row = np.repeat(np.arange(50), 20)
+    relevant = rng.random(len(row)) < 0.1
+    X = np.column_stack([rng.normal(size=len(row)), relevant + rng.normal(0, .3, len(row))])
+    w, value = fit_weights(X, row, relevant, np.bincount(row[relevant], minlength=50),
+                           "recall", 3)
+    assert w[1] > w[0] and w.sum() == pytest.approx(1)
+    assert value > grouped_metric(row, X[:, 0], relevant,
+                                  np.bincount(row[relevant], minlength=50), "recall", 3)
+
+
+@pytest.mark.parametrize("cls", [ScoreFusion, RankFusion, LearnedReranker])
+def test_hybrids_fit_score_and_recommend(split, cls):
+    train = split.train_dataset(include_validation=True)
+    model = cls(components=CF, objective="explore", progress=False, cache=False,
+                max_iter=20) if cls is LearnedReranker else \
+        cls(components=CF, objective="explore", progress=False, cache=False)
+    model.fit(train)
+    assert 0 < model.candidate_recall_ <= 1
+    users = train.user_index[:5]
+    top = model.recommend(users, k=10, exclude_seen=True)
+    assert top.shape == (5, 10)
+    bought = train.interactions[train.interactions["user_id"] == users[0]]["item_id"]
+    assert not set(top[0]) & set(bought)  # explore: never a bought item
+    if cls is not LearnedReranker:
+        assert model.weights_.sum() == pytest.approx(1)
+        assert list(model.weights_.index) == [*CF, "new department"]
+
+
+def test_auto_fusion_keeps_the_better_transform(split):
+    train = split.train_dataset(include_validation=True)
+    model = WeightedFusion(components=CF, objective="all", progress=False, cache=False).fit(train)
+    assert model.transform_ == max(model.holdout_scores_, key=model.holdout_scores_.get)
+    assert model.holdout_score_ == max(model.holdout_scores_.values())
+
+
+def test_hybrid_beats_its_weakest_component_on_validation(split):
+    # Fitted on train, scored on the validation basket: the fusion of buy-again and
+    # co-occurrence must not lose to co-occurrence alone on the all-items task.
+    train = split.train_dataset()
+    task = next_basket_task(split, "all", part="validation")
+    fused = ScoreFusion(components=CF, objective="all", progress=False, cache=False).fit(train)
+    alone = model_class("cooccurrence")().fit(train)
+    value = {n: per_user_metrics(m, task, ks=(10,), metrics=("ndcg",))["value"].mean()
+             for n, m in {"fused": fused, "alone": alone}.items()}
+    assert value["fused"] > value["alone"]
+
+
+def test_bad_objective_and_tiny_data_are_refused(split):
+    train = split.train_dataset()
+    with pytest.raises(ValueError, match="objective"):
+        ScoreFusion(components=CF, objective="everything", cache=False).fit(train)
+    one_basket = train.with_interactions(
+        train.interactions[train.interactions["seq"] == 0].reset_index(drop=True))
+    with pytest.raises(ValueError, match="two baskets"):
+        ScoreFusion(components=CF, cache=False, progress=False).fit(one_basket)
+
+
+def test_registry_names_the_hybrids():
+    assert model_class("hybrid") is WeightedFusion
+    assert model_class("reranker") is LearnedReranker

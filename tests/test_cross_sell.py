@@ -6,8 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xsell.cross_sell import (BasketCompleter, CategoryControl, DepartmentTransitions,
-                              Explainer, department_lift)
+from xsell.cross_sell import (
+    BasketCompleter,
+    CategoryControl,
+    DepartmentTransitions,
+    Explainer,
+    department_lift,
+)
 from xsell.cross_sell.completion import build_cart_history
 from xsell.cross_sell.control import quota_order
 from xsell.data import clean, leave_last_basket_out

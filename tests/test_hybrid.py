@@ -9,7 +9,13 @@ from xsell.data import clean, leave_last_basket_out
 from xsell.data.synthetic import make_synthetic_shop
 from xsell.evaluation import next_basket_task, per_user_metrics
 from xsell.models.candidates import generate_candidates, grouped_metric
-from xsell.models.hybrid import LearnedReranker, RankFusion, ScoreFusion, WeightedFusion, fit_weights
+from xsell.models.hybrid import (
+    LearnedReranker,
+    RankFusion,
+    ScoreFusion,
+    WeightedFusion,
+    fit_weights,
+)
 from xsell.models.registry import model_class
 
 CF = {"buy-again": {}, "cooccurrence": {}, "ease": {"l2": 50.0}}
@@ -25,7 +31,8 @@ def test_candidates_are_the_union_of_top_n():
     a = np.array([[3.0, 2, 1, 0], [0, 1, 2, 3]])
     b = np.array([[0.0, 0, 1, 5], [9, 0, 0, 0]])
     cand = generate_candidates([a, b], n=1)
-    assert sorted(zip(cand.row.tolist(), cand.item.tolist())) == [(0, 0), (0, 3), (1, 0), (1, 3)]
+    pairs = sorted(zip(cand.row.tolist(), cand.item.tolist(), strict=True))
+    assert pairs == [(0, 0), (0, 3), (1, 0), (1, 3)]
     blocked = np.array([True, False, False, False])
     cand = generate_candidates([a, b], n=1, blocked=blocked)
     assert 0 not in cand.item.tolist()

@@ -32,10 +32,10 @@ from xsell.models.base import Recommender
 from xsell.models.candidates import generate_candidates
 from xsell.text import DEFAULT_MODEL, TextEncoder, item_texts
 
-#: The cart signals, in feature order; one "user: <model>" signal per user model follows.
+#: The cart signals in feature order (a signal per user model follows them).
 SIGNALS = ["co-occurrence", "text similarity", "department transition", "popularity"]
 
-#: Personal signals by default: EASE and the LM two-tower, each reading history + cart.
+#: The default personal signals -- EASE and the LM two-tower, each reading history + cart.
 DEFAULT_USER_MODELS: dict[str, dict] = {"ease": {}, "two-tower": {}}
 
 

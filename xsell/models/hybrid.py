@@ -28,7 +28,7 @@ from xsell.models.base import Recommender
 from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
 
-#: Components of the hybrids by default: the grocery baseline (buy-again), three
+#: The default components of the hybrids -- the grocery baseline (buy-again), three
 #: collaborative filters and the pre-trained-LM two-tower, all at default settings.
 DEFAULT_COMPONENTS: dict[str, dict] = {"buy-again": {}, "cooccurrence": {}, "ease": {},
                                        "als": {}, "two-tower": {}}

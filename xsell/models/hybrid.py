@@ -139,6 +139,9 @@ class Hybrid(Recommender):
         fit_data = inner.train_dataset(include_validation=True)
         held = self._fit_components(fit_data)
         users, targets = self._holdout_targets(inner.test, fit_data)
+        if len(users) == 0:
+            raise ValueError(f"no user's last training basket holds a target of the "
+                             f"{self.objective!r} objective; nothing to learn weights on")
         pairs = self._pairs(held, fit_data, PairFeatures(fit_data), users, targets)
         X, row, relevant, n_targets = pairs
         self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))

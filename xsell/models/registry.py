@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "score-fusion": "xsell.models.hybrid:ScoreFusion",
     "rank-fusion": "xsell.models.hybrid:RankFusion",
     "reranker": "xsell.models.hybrid:LearnedReranker",
+    "basket-completer": "xsell.cross_sell.completion:BasketCompleter",
 }
 
 

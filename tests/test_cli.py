@@ -37,7 +37,7 @@ def test_run_synthetic_writes_json(tmp_path, capsys, monkeypatch):
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "leave-last-basket-out" in out and "global time" in out
-    assert "baselines on the test basket" in out
+    assert "models on the test basket" in out
     result = json.loads((tmp_path / "run.json").read_text())
     assert result["summary"]["users"] > 150
     models = {row["model"] for row in result["comparison"]}

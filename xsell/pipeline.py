@@ -63,7 +63,7 @@ class RunResult:
             ).pivot_table(index="model", columns=["variant", "metric", "k"], values="cell",
                           aggfunc="first", sort=False)
             how = "tuned on the validation basket" if self.tuned else "default hyperparameters"
-            out += ["", f"baselines on the test basket (leave-last-basket-out, {how}; "
+            out += ["", f"models on the test basket (leave-last-basket-out, {how}; "
                     "value [95% CI over users]):", wide.to_string()]
         out += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         return "\n".join(out)

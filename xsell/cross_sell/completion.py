@@ -29,7 +29,7 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
 from xsell.models.base import Recommender
-from xsell.models.candidates import generate_candidates
+from xsell.models.candidates import generate_candidates, is_target
 from xsell.text import DEFAULT_MODEL, TextEncoder, item_texts
 
 #: The cart signals in feature order (a signal per user model follows them).
@@ -114,8 +114,7 @@ class BasketCompleter(Recommender):
             cand = self._candidates(users, history, fit_data, blocked)
             X.append(cand.zscores())
             codes = [set(fit_data.item_codes(task.targets[i]).tolist()) for i in idx]
-            relevant.append(np.array([c in codes[r] for r, c in zip(cand.row, cand.item,
-                                                                      strict=True)], bool))
+            relevant.append(is_target(cand, codes))
             row.append(cand.row + start)
             n_targets.append([len(c) for c in codes])
         X, row = np.vstack(X), np.concatenate(row)

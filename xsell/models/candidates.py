@@ -93,6 +93,12 @@ def generate_candidates(scores: list[np.ndarray], n: int,
     return Candidates(row, item, raw, _ranks_within(row, raw))
 
 
+def is_target(cand: Candidates, targets: list[set]) -> np.ndarray:
+    """Whether each pair's item is among its user's targets (``targets[row]``, item codes)."""
+    return np.fromiter((i in targets[r] for r, i in zip(cand.row, cand.item, strict=True)),
+                       dtype=bool, count=len(cand))
+
+
 def _ranks_within(row: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Rank of each pair within its user's group, per column (0 = highest value)."""
     ranks = np.empty(values.shape, dtype=np.int64)

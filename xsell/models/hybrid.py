@@ -25,7 +25,7 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
 from xsell.models.base import Recommender
-from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
+from xsell.models.candidates import Candidates, generate_candidates, grouped_metric, is_target
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
 
 #: The default components of the hybrids -- the grocery baseline (buy-again), three
@@ -193,9 +193,7 @@ class Hybrid(Recommender):
             cand = self._candidates(models, batch, None, counts_b, ~seen)
             X.append(self._features(cand, counts_b, features))
             codes = [set(data.item_codes(targets[u]).tolist()) for u in batch]
-            relevant.append(np.fromiter((i in codes[r] for r, i in zip(cand.row, cand.item,
-                                                                        strict=True)),
-                                        dtype=bool, count=len(cand)))
+            relevant.append(is_target(cand, codes))
             rows.append(cand.row + start)
             n_targets.append([len(c) for c in codes])
         return (np.vstack(X), np.concatenate(rows), np.concatenate(relevant),

@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="tune, fit and evaluate models on a temporal split")
     _add_data_args(evaluate)
     evaluate.add_argument("--protocol", default="next-basket",
-                          choices=["next-basket", "rolling-origin", "cold-start", "ratings"],
+                          choices=["next-basket", "rolling-origin", "cold-start",
+                                   "basket-completion", "ratings"],
                           help="evaluation protocol (ratings = the seed's random 7:1:2 MAE/MSE)")
     evaluate.add_argument("--models", default="popularity,buy-again,itemknn,ease,als",
                           help="comma-separated model names")

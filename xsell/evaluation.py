@@ -17,6 +17,9 @@ items and seen-item policy. A task is built from a split by a protocol:
   statistical power.
 * ``cold-start`` -- targets restricted to items with no interaction in training, ranked
   over the whole catalogue.
+* ``basket-completion`` -- one department of each multi-department held-out basket is
+  hidden; the rest is the cart, and models rank items outside the cart's departments
+  (:func:`basket_completion_task`; targets are items new to the user).
 
 Candidates are the items seen in training (all items for ``cold-start``); targets that
 cannot be ranked stay in the denominator. :func:`evaluate` returns a tidy table with
@@ -369,13 +372,16 @@ def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[
     if protocol == "cold-start":
         train = split.train_dataset(include_validation=part == "test")
         return train, {"cold-start": cold_start_task(split, part=part)}
+    if protocol == "basket-completion":
+        train = split.train_dataset(include_validation=part == "test")
+        return train, {"basket-completion": basket_completion_task(split, part=part)}
     if protocol == "rolling-origin":
         tasks, train = {}, None
         for v in variants:
             tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
         return train, tasks
-    raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin "
-                     "or cold-start")
+    raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin, "
+                     "cold-start or basket-completion")
 
 
 def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[str, Task],
@@ -417,12 +423,12 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
         their first origin.
     split : Split
         A temporal split (:func:`~xsell.data.splits.leave_last_basket_out`).
-    protocol : {"next-basket", "rolling-origin", "cold-start"}
+    protocol : {"next-basket", "rolling-origin", "cold-start", "basket-completion"}
         See the module docstring.
     ks : sequence of int
         Cut-offs.
     variants : sequence of str
-        Target variants (ignored for ``cold-start``).
+        Target variants (ignored for ``cold-start`` and ``basket-completion``).
     metrics : sequence of str
         Names in :data:`xsell.metrics.RANKING_METRICS`.
     baseline : str, optional

@@ -30,6 +30,7 @@ TUNING_TARGETS = {
     "all": ("all", "ndcg", 10),
     "explore": ("explore", "recall", 20),
     "cross-category": ("explore", "recall", 20),
+    "basket-completion": ("explore", "recall", 20),
 }
 
 
@@ -49,7 +50,7 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         A temporal split (validation part used for tuning).
     names : sequence of str
         Model names from :data:`xsell.models.registry.MODELS`.
-    protocol : {"next-basket", "rolling-origin", "cold-start"}
+    protocol : {"next-basket", "rolling-origin", "cold-start", "basket-completion"}
         Evaluation protocol (:func:`xsell.evaluation.evaluate`).
     ks, variants, metrics, baseline, n_origins, n_boot, seed, progress
         As in :func:`xsell.evaluation.evaluate`.
@@ -59,10 +60,6 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     hyperparameters : dict, optional
         ``{model: {variant: params}}`` chosen earlier (e.g. by another protocol's run);
         given, nothing is tuned.
-
-    Hybrids (:mod:`xsell.models.hybrid`) are not grid-searched: for each variant they
-    learn that variant's objective on the validation basket, over components with the
-    hyperparameters chosen for them earlier in ``names`` (so list the components first).
     cache : bool
         Reuse a stored result of an identical call (same data, arguments and package
         source; see :mod:`xsell.cache`).
@@ -73,6 +70,12 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         The tidy table of :func:`~xsell.evaluation.evaluate`, all variants together.
     hyperparameters : dict
         ``{model: {variant: params}}`` actually used.
+
+    Notes
+    -----
+    Hybrids (:mod:`xsell.models.hybrid`) are not grid-searched: for each variant they
+    learn that variant's objective on the validation basket, over components with the
+    hyperparameters chosen for them earlier in ``names`` (so list the components first).
     """
     if cache:
         from xsell.cache import data_fingerprint, memoize
@@ -87,7 +90,10 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
             n_origins, n_boot, seed, progress, cache=False))
     if baseline is not None and baseline not in names:
         baseline = None
-    variants = ["cold-start"] if protocol == "cold-start" else list(variants)
+    if protocol in ("cold-start", "basket-completion"):
+        variants = [protocol]
+    else:
+        variants = list(variants)
     train, tasks = build_tasks(split, protocol, variants, n_origins=n_origins)
     targets = sorted({TUNING_TARGETS.get(v, TUNING_TARGETS["all"]) for v in variants})
     chosen: dict = {}
@@ -130,7 +136,9 @@ def _hybrid_params(variant: str, chosen: dict, progress: bool) -> dict:
     were chosen earlier in the same comparison (defaults for those not compared)."""
     from xsell.models.hybrid import DEFAULT_COMPONENTS, OBJECTIVES
 
-    return {"objective": variant if variant in OBJECTIVES else "all", "progress": progress,
+    objective = variant if variant in OBJECTIVES else \
+        TUNING_TARGETS.get(variant, TUNING_TARGETS["all"])[0]
+    return {"objective": objective, "progress": progress,
             "components": {c: chosen.get(c, {}).get(variant, {}) for c in DEFAULT_COMPONENTS}}
 
 

@@ -19,6 +19,8 @@ completion tasks built from each user's last training basket, as the hybrids do.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -97,8 +99,13 @@ class BasketCompleter(Recommender):
         task = basket_completion_task(inner, part="test", new_only=self.new_only,
                                       seed=self.seed)
         if task.n_points == 0:
-            raise ValueError("no held-out training basket spans two departments; the "
-                             "completer has nothing to learn its weights on")
+            warnings.warn("no held-out training basket spans two departments: the "
+                          "completer's signals get equal weights", stacklevel=2)
+            self.parts_ = self._fit_signals(train)
+            self.weights_ = pd.Series(1.0 / len(self.signal_names), index=self.signal_names,
+                                      name="weight")
+            self.holdout_recall_ = self.candidate_recall_ = float("nan")
+            return self
         keep = np.arange(task.n_points)
         if task.n_points > self.max_fit_baskets:
             rng = np.random.default_rng(self.seed)

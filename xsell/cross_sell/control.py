@@ -112,3 +112,72 @@ def quota_order(is_new: np.ndarray, reach: float) -> np.ndarray:
             order.append(old[j])
             j += 1
     return np.asarray(order, dtype=int)
+
+
+def reach_curve(split, name: str, params: dict, reaches=(0.0, 0.1, 0.25, 0.5, 1.0),
+                k: int = 20, level: int = 0, pool: int = 100,
+                cache: bool = False) -> pd.DataFrame:
+    """Accuracy and cross-category reach of one model under a sweep of ``reach``.
+
+    The model (a registered name and its hyperparameters) is fitted on train +
+    validation; for each ``reach`` its :class:`CategoryControl` ranking of the explore
+    task's users gives explore Recall@k, cross-category Recall@k (on the users who have
+    cross-category targets) and the share of the list from categories new to the user.
+
+    Parameters
+    ----------
+    split : Split
+        A temporal split.
+    name, params
+        The model (:data:`xsell.models.registry.MODELS`).
+    reaches : sequence of float
+        Values of ``reach`` to try.
+    k, level, pool
+        List length, category level, re-ranked depth.
+    cache : bool
+        Reuse the fit and the result from the on-disk cache (:mod:`xsell.cache`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``reach``.
+    """
+    if cache:
+        from xsell.cache import data_fingerprint, memoize
+
+        key = {"data": data_fingerprint(split.dataset), "name": name, "params": params,
+               "reaches": list(reaches), "k": k, "level": level, "pool": pool}
+        return memoize("reach_curve", key, lambda: _reach_curve(
+            split, name, params, reaches, k, level, pool, cache=True))
+    return _reach_curve(split, name, params, reaches, k, level, pool, False)
+
+
+def _reach_curve(split, name, params, reaches, k, level, pool, cache) -> pd.DataFrame:
+    from xsell.data import schema as S
+    from xsell.evaluation import next_basket_task
+    from xsell.experiments import fit_model
+    from xsell.metrics import recall_at_k
+
+    train = split.train_dataset(include_validation=True)
+    model = fit_model(name, params, train, cache=cache)
+    explore = next_basket_task(split, "explore", level=level)
+    cross = next_basket_task(split, "cross-category", level=level)
+    cross_targets = dict(zip(cross.users, cross.targets, strict=True))
+    in_cross = np.isin(explore.users, cross.users)
+    category = train.item_category(level)
+    inter = train.interactions
+    known = pd.Series(category.reindex(inter[S.ITEM]).to_numpy(), index=inter[S.USER])
+    known = known.groupby(level=0).unique().map(set)
+    rows = []
+    for reach in reaches:
+        ranked = CategoryControl(model, reach=reach, level=level, pool=pool).fit().recommend(
+            explore.users, k=k, exclude_seen=True, candidates=explore.candidates)
+        new = np.mean([[category[i] not in known[u] for i in row]
+                       for u, row in zip(explore.users, ranked, strict=True)])
+        rows.append({"reach": reach,
+                     f"explore Recall@{k}": np.nanmean(recall_at_k(ranked, explore.targets, k)),
+                     f"cross-category Recall@{k}": np.nanmean(recall_at_k(
+                         ranked[in_cross], [cross_targets[u] for u in explore.users[in_cross]],
+                         k)),
+                     "new-category share of the list": new})
+    return pd.DataFrame(rows).set_index("reach")

@@ -8,6 +8,8 @@ probability that a basket holding departments :math:`A` also needs department :m
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -77,8 +79,12 @@ class DepartmentTransitions:
         baskets, self.departments_ = basket_departments(dataset.interactions, dataset,
                                                         self.level)
         multi = np.flatnonzero(np.asarray(baskets.sum(axis=1)).ravel() >= 2)
-        if len(multi) == 0:
-            raise ValueError("no training basket spans two departments; nothing to learn")
+        self.dataset_ = dataset
+        if len(multi) == 0 or len(self.departments_) < 2:
+            warnings.warn("no training basket spans two departments: department "
+                          "transitions are uniform", stacklevel=2)
+            self.model_ = None
+            return self
         rng = np.random.default_rng(self.seed)
         if len(multi) > self.max_baskets:
             multi = np.sort(rng.choice(multi, self.max_baskets, replace=False))
@@ -87,11 +93,13 @@ class DepartmentTransitions:
         X = dense[row]
         X[np.arange(len(row)), label] = 0.0  # the department to predict is hidden
         self.model_ = LogisticRegression(C=self.C, max_iter=500).fit(X, label)
-        self.dataset_ = dataset
         return self
 
     def log_proba(self, cart_departments: np.ndarray) -> np.ndarray:
         """Log-probabilities of each department, one row per cart (0/1 department rows)."""
+        if self.model_ is None:
+            return np.full((len(cart_departments), len(self.departments_)),
+                           -np.log(len(self.departments_)))
         out = np.full((len(cart_departments), len(self.departments_)), np.log(1e-9))
         out[:, self.model_.classes_] = self.model_.predict_log_proba(cart_departments)
         return out

@@ -111,7 +111,7 @@ class Task:
         return int(pd.Series(self.owners).nunique())
 
 
-def _select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
+def select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
                     variant: str, key: str = S.USER, level: int = 0) -> pd.Series:
     """Distinct target items per key, filtered by variant (explore / cross-category)."""
     if variant not in VARIANTS:
@@ -148,7 +148,7 @@ def next_basket_task(split: Split, variant: str = "all", part: str = "test",
     """
     heldout = split.test if part == "test" else split.validation
     history = pd.concat([split.train, split.validation]) if part == "test" else split.train
-    targets = _select_targets(heldout, history, split.dataset, variant, level=level)
+    targets = select_targets(heldout, history, split.dataset, variant, level=level)
     return Task(f"next-basket/{variant}", targets.index.to_numpy(), targets.index.to_numpy(),
                 list(targets.to_numpy()), history=None, exclude_seen=variant != "all",
                 candidates=history[S.ITEM].unique(), info={"part": part})
@@ -182,7 +182,7 @@ def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "al
     history = pd.DataFrame({S.USER: key.to_numpy(), S.ITEM: pairs[S.ITEM].to_numpy(),
                             S.SEQ: pairs[S.SEQ].to_numpy()})
     tests = tests.assign(_key=tests[S.USER].astype(str) + "@" + tests[S.SEQ].astype(str))
-    targets = _select_targets(tests.rename(columns={S.USER: "_owner", "_key": S.USER}),
+    targets = select_targets(tests.rename(columns={S.USER: "_owner", "_key": S.USER}),
                               history, dataset, variant, level=level)
     owner = tests.drop_duplicates("_key").set_index("_key")[S.USER]
     points = targets.index.to_numpy()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
+from xsell.evaluation import select_targets
 from xsell.models.base import Recommender
 from xsell.models.candidates import Candidates, generate_candidates, grouped_metric, is_target
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
@@ -166,18 +167,8 @@ class Hybrid(Recommender):
             users = np.sort(rng.choice(users, self.max_fit_users, replace=False))
         held = heldout[heldout[S.USER].isin(users)][[S.USER, S.ITEM]].drop_duplicates()
         held = held[held[S.ITEM].isin(fit_data.interactions[S.ITEM])]  # rankable items only
-        if self.objective != "all":  # only items new to the user
-            old = fit_data.interactions[[S.USER, S.ITEM]].drop_duplicates().assign(_old=1)
-            held = held.merge(old, on=[S.USER, S.ITEM], how="left")
-            held = held[held["_old"].isna()].drop(columns="_old")
-        if self.objective == "cross-category":  # ... from departments new to the user
-            dept = fit_data.item_category(0)
-            known = fit_data.interactions[[S.USER]].assign(
-                _d=dept.reindex(fit_data.interactions[S.ITEM]).to_numpy()).drop_duplicates()
-            held = held.assign(_d=dept.reindex(held[S.ITEM]).to_numpy()).merge(
-                known.assign(_old=1), on=[S.USER, "_d"], how="left")
-            held = held[held["_old"].isna()]
-        targets = held.groupby(S.USER)[S.ITEM].unique()
+        # The objectives are the evaluation variants: the same target rules.
+        targets = select_targets(held, fit_data.interactions, fit_data, self.objective)
         return targets.index.to_numpy(), targets
 
     def _pairs(self, models: dict, data: Dataset, features: PairFeatures, users: np.ndarray,

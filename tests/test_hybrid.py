@@ -10,6 +10,8 @@ from xsell.data.synthetic import make_synthetic_shop
 from xsell.evaluation import next_basket_task, per_user_metrics
 from xsell.models.candidates import generate_candidates, grouped_metric
 from xsell.models.hybrid import (
+    MAX_HOLDOUT_DEPTH,
+    MIN_HOLDOUT_BASKETS,
     LearnedReranker,
     RankFusion,
     ScoreFusion,
@@ -113,3 +115,45 @@ def test_bad_objective_and_tiny_data_are_refused(split):
 def test_registry_names_the_hybrids():
     assert model_class("hybrid") is WeightedFusion
     assert model_class("reranker") is LearnedReranker
+
+
+def test_few_users_hold_out_several_baskets_each(split):
+    train = split.train_dataset(include_validation=True)
+    inter = train.interactions
+    n_baskets = inter.groupby("user_id")["seq"].max() + 1
+    users = int((n_baskets >= 2).sum())
+    auto = WeightedFusion(components=CF, progress=False, cache=False)
+    fit_data, held = auto._hold_out(train)
+    expected = min(MAX_HOLDOUT_DEPTH, -(-MIN_HOLDOUT_BASKETS // users))
+    assert auto.holdout_depth_ == expected > 1  # 300 users: under 1,000 baskets
+    per_user = held.groupby("user_id")["seq"].nunique()
+    assert (per_user == np.minimum(expected, n_baskets[per_user.index] - 1)).all()
+    assert set(fit_data.interactions["user_id"]) == set(inter["user_id"])  # one stays
+    # Nothing held out is in the data the components see.
+    kept = fit_data.interactions.groupby("user_id")["seq"].max()
+    assert (held["seq"].to_numpy() > kept[held["user_id"]].to_numpy()).all()
+
+    one = WeightedFusion(components=CF, holdout_baskets=1, progress=False, cache=False)
+    _, held_one = one._hold_out(train)
+    last = inter.groupby("user_id")["seq"].transform("max")
+    assert len(held_one) == int(((inter["seq"] == last) & (last >= 1)).sum())
+    for bad in (0, 1.5, "many"):
+        with pytest.raises(ValueError, match="holdout_baskets"):
+            WeightedFusion(components=CF, holdout_baskets=bad, cache=False)._hold_out(train)
+
+
+def test_each_held_out_basket_is_one_ranking_group(split):
+    train = split.train_dataset(include_validation=True)
+    model = WeightedFusion(components=CF, objective="all", holdout_baskets=3, progress=False,
+                           cache=False)
+    fit_data, held = model._hold_out(train)
+    users, baskets = model._holdout_targets(held, fit_data)
+    n_groups = sum(len(b) for b in baskets.values())
+    assert n_groups > len(users)  # several baskets per user
+    components = model._fit_components(fit_data)
+    from xsell.models.features import PairFeatures
+
+    X, row, relevant, n_targets = model._pairs(components, fit_data, PairFeatures(fit_data),
+                                               users, baskets)
+    assert len(n_targets) == n_groups and row.max() == n_groups - 1
+    assert (np.bincount(row[relevant], minlength=n_groups) <= n_targets).all()

@@ -155,9 +155,15 @@ def diagnose(split: Split, hyperparameters: dict, names: Sequence[str] | None = 
 
         key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
                "hyperparameters": {n: hyperparameters[n] for n in names}, "k": k}
-        return memoize("diagnose", key, lambda: diagnose(split, hyperparameters, names, k))
+        return memoize("diagnose", key,
+                       lambda: _diagnose(split, hyperparameters, names, k, cache=True))
+    return _diagnose(split, hyperparameters, names, k, cache=False)
+
+
+def _diagnose(split: Split, hyperparameters: dict, names: list, k: int,
+              cache: bool) -> dict[str, pd.DataFrame]:
     from xsell.evaluation import next_basket_task
-    from xsell.models.registry import model_class
+    from xsell.experiments import fit_model
 
     train = split.train_dataset(include_validation=True)
     tasks = {v: next_basket_task(split, v) for v in ("all", "explore")}
@@ -167,7 +173,7 @@ def diagnose(split: Split, hyperparameters: dict, names: Sequence[str] | None = 
             params = hyperparameters[name][variant]
             twin = fitted["all"].get(name) if variant == "explore" else None
             same = twin is not None and params == hyperparameters[name]["all"]
-            fitted[variant][name] = twin if same else model_class(name)(**params).fit(train)
+            fitted[variant][name] = twin if same else fit_model(name, params, train, cache)
     groups = history_groups(train, tasks["all"].users)
     return {
         "curves_all": metric_curves(fitted["all"], tasks["all"], metric="recall"),

@@ -4,6 +4,7 @@ benchmarks all run: tune on validation, refit on train + validation, score test 
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,9 +86,18 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
                "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
                "tuned": tuned, "hyperparameters": hyperparameters, "n_origins": n_origins,
                "n_boot": n_boot, "seed": seed}
-        return memoize("compare_models", key, lambda: compare_models(
+        return memoize("compare_models", key, lambda: _compare_models(
             split, names, protocol, ks, variants, metrics, baseline, tuned, hyperparameters,
-            n_origins, n_boot, seed, progress, cache=False))
+            n_origins, n_boot, seed, progress, cache=True))
+    return _compare_models(split, names, protocol, ks, variants, metrics, baseline, tuned,
+                           hyperparameters, n_origins, n_boot, seed, progress, cache=False)
+
+
+def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tuned,
+                    hyperparameters, n_origins, n_boot, seed, progress, cache):
+    """:func:`compare_models` itself; with ``cache`` every fit goes through :func:`fit_model`
+    (tuning's winning fits included), so later calls with other protocols, the hybrids'
+    components and the chapters' own fits reuse them."""
     if baseline is not None and baseline not in names:
         baseline = None
     if protocol in ("cold-start", "basket-completion"):
@@ -110,7 +120,11 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
             chosen[name] = {v: _hybrid_params(v, chosen, progress) for v in variants}
         else:
             if tuned and getattr(cls, "param_grid", None):
-                best = {t: r.best_params for t, r in tune_targets(cls, split, targets).items()}
+                tuning = tune_targets(cls, split, targets, keep_best=cache)
+                best = {t: r.best_params for t, r in tuning.items()}
+                for r in tuning.values():
+                    if r.model is not None:
+                        _store_fit(name, r.best_params, split.train_dataset(), r.model)
             chosen[name] = {v: best.get(TUNING_TARGETS.get(v, TUNING_TARGETS["all"]), {})
                             for v in variants}
         # Fit once per distinct configuration; variants that share it share the model.
@@ -118,7 +132,7 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         for variant in variants:
             key = repr(sorted(chosen[name][variant].items()))
             if key not in fitted:
-                fitted[key] = cls(**chosen[name][variant]).fit(train)
+                fitted[key] = fit_model(name, chosen[name][variant], train, cache=cache)
             per_point[name, variant] = per_user_metrics(fitted[key], tasks[variant], ks,
                                                         metrics)
     results = tabulate(per_point, tasks, baseline, n_boot, seed)
@@ -210,18 +224,47 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
 def fit_model(name: str, params: dict, train: Dataset, cache: bool = False) -> Recommender:
     """Fit one registered model; with ``cache``, reuse an identical earlier fit from disk.
 
-    The chapters use it for the models they inspect (learning curves, embedding maps),
-    so the book build and the notebook tests train each of them once.
+    The chapters use it for the models they inspect (learning curves, embedding maps), and
+    :func:`compare_models`, :func:`compare_configs` and the hybrids use it for every fit
+    they make with ``cache``, so the book build and the notebook tests train each
+    configuration once. The cache key is the model's full configuration (defaults filled
+    in, ``progress`` left out), so ``{}`` and the spelled-out defaults share an entry.
     """
     def compute() -> Recommender:
         return model_class(name)(**params).fit(train)
 
     if not cache:
         return compute()
-    from xsell.cache import data_fingerprint, memoize
+    from xsell.cache import memoize
 
-    key = {"data": data_fingerprint(train), "name": name, "params": params}
-    return memoize("fit_model", key, compute)
+    return memoize("fit_model", _fit_key(name, params, train), compute)
+
+
+def _fit_key(name: str, params: dict, train: Dataset) -> dict:
+    from xsell.cache import data_fingerprint
+
+    signature = inspect.signature(model_class(name).__init__).parameters.values()
+    full = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    full.update(params)
+    full.pop("progress", None)  # a progress bar does not change the fit
+    return {"data": data_fingerprint(train), "name": name, "params": full}
+
+
+def _store_fit(name: str, params: dict, train: Dataset, model: Recommender) -> None:
+    """Put a model fitted elsewhere (e.g. during tuning) where :func:`fit_model` finds it."""
+    from xsell.cache import memoize
+
+    memoize("fit_model", _fit_key(name, params, train), lambda: model)
+
+
+class _CachedFit:
+    """A factory for :func:`xsell.evaluation.evaluate` whose ``fit`` goes through the cache."""
+
+    def __init__(self, name: str, params: dict):
+        self.name, self.params = name, params
+
+    def fit(self, train: Dataset) -> Recommender:
+        return fit_model(self.name, self.params, train, cache=True)
 
 
 def compare_configs(split: Split, configs: dict[str, tuple[str, dict]],
@@ -250,13 +293,20 @@ def compare_configs(split: Split, configs: dict[str, tuple[str, dict]],
                "configs": configs, "protocol": protocol, "ks": list(ks),
                "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
                "n_boot": n_boot, "seed": seed}
-        return memoize("compare_configs", key, lambda: compare_configs(
-            split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed, progress))
+        return memoize("compare_configs", key, lambda: _compare_configs(
+            split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed, progress,
+            cache=True))
+    return _compare_configs(split, configs, protocol, ks, variants, metrics, baseline, n_boot,
+                            seed, progress, cache=False)
+
+
+def _compare_configs(split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed,
+                     progress, cache):
     from functools import partial
 
     from xsell.evaluation import evaluate
 
-    models = {label: partial(model_class(name), **params)
-              for label, (name, params) in configs.items()}
+    models = {label: partial(_CachedFit, name, params) if cache else
+              partial(model_class(name), **params) for label, (name, params) in configs.items()}
     return evaluate(models, split, protocol, ks, variants, metrics, baseline, n_boot=n_boot,
                     seed=seed, progress=progress)

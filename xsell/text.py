@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,8 +163,10 @@ class EmbeddingCache:
                     with np.load(shard) as data:
                         self._vectors.update(zip(data["keys"].tolist(), data["vectors"],
                                                  strict=True))
-                except (OSError, ValueError, KeyError):
-                    shard.unlink(missing_ok=True)  # damaged: recompute rather than trust
+                except (OSError, ValueError, KeyError) as error:
+                    warnings.warn(f"embedding cache shard {shard} is damaged ({error}); "
+                                  "its texts will be encoded again", stacklevel=3)
+                    shard.unlink(missing_ok=True)  # recompute rather than trust
         return self._vectors
 
     def get(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[int]]:

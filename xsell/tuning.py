@@ -39,6 +39,7 @@ class TuningResult:
     metric: str
     k: int
     variant: str
+    model: Recommender | None = None
 
     def factory(self, model_class: type[Recommender]) -> Callable[[], Recommender]:
         """A constructor of the model with the chosen hyperparameters."""
@@ -47,8 +48,8 @@ class TuningResult:
 
 def tune_targets(model_class: type[Recommender], split: Split,
                  targets: Sequence[tuple[str, str, int]] = (("all", "ndcg", 10),),
-                 param_grid: Mapping | None = None,
-                 progress: bool = False) -> dict[tuple[str, str, int], TuningResult]:
+                 param_grid: Mapping | None = None, progress: bool = False,
+                 keep_best: bool = False) -> dict[tuple[str, str, int], TuningResult]:
     """Grid-search once, choosing the best combination for several targets.
 
     Each combination is fitted once on ``split.train`` and scored on the validation part
@@ -67,6 +68,9 @@ def tune_targets(model_class: type[Recommender], split: Split,
         Values to try (default: ``model_class.param_grid``, or no tuning).
     progress : bool
         Show a progress bar over the combinations.
+    keep_best : bool
+        Keep each target's winning model (fitted on ``split.train``) in its result's
+        ``model``, for reuse; otherwise only its parameters are kept.
 
     Returns
     -------
@@ -77,7 +81,7 @@ def tune_targets(model_class: type[Recommender], split: Split,
                           else getattr(model_class, "param_grid", {}))
     tasks = {v: next_basket_task(split, v, part="validation") for v, _, _ in targets}
     train = split.train_dataset()
-    rows = []
+    rows, winners = [], {}
     for params in tqdm(grid, desc=f"tune {model_class.__name__}", disable=not progress):
         start = time.perf_counter()
         model = model_class(**params).fit(train)
@@ -85,7 +89,10 @@ def tune_targets(model_class: type[Recommender], split: Split,
                "fit_seconds": time.perf_counter() - start}
         for variant, metric, k in targets:
             values = per_user_metrics(model, tasks[variant], ks=(k,), metrics=(metric,))
-            row[f"{variant} {metric}@{k}"] = float(np.nanmean(values["value"]))
+            value = float(np.nanmean(values["value"]))
+            row[f"{variant} {metric}@{k}"] = value
+            if keep_best and value > winners.get((variant, metric, k), (-np.inf, None))[0]:
+                winners[variant, metric, k] = (value, model)  # strict: first best on ties
         rows.append(row)
     table = pd.DataFrame(rows)
     out = {}
@@ -94,7 +101,8 @@ def tune_targets(model_class: type[Recommender], split: Split,
         best = grid[int(table[column].to_numpy().argmax())]  # first best on ties
         out[variant, metric, k] = TuningResult({p: _plain(v) for p, v in best.items()},
                                                table.rename(columns={column: "value"}),
-                                               metric, k, variant)
+                                               metric, k, variant,
+                                               winners.get((variant, metric, k), (None, None))[1])
     return out
 
 

@@ -11,7 +11,9 @@
 basket, fits the components on the rest, learns the combination on the held-out baskets,
 then refits the components on all of ``train``. Fitted on train + validation of a
 leave-last-basket-out split, the held-out basket *is* the validation basket: weights are
-fit on the validation split, and the test basket is never seen.
+fit on the validation split, and the test basket is never seen. With few users (under
+:data:`MIN_HOLDOUT_BASKETS` held-out baskets) each user's last few baskets are held out
+instead, so that a handful of weights is not fit to a few hundred baskets' noise.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from tqdm import tqdm
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.data.splits import leave_last_basket_out
 from xsell.evaluation import select_targets
 from xsell.models.base import Recommender
-from xsell.models.candidates import Candidates, generate_candidates, grouped_metric, is_target
+from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
 
 #: The default components of the hybrids -- the grocery baseline (buy-again), three
@@ -40,6 +41,12 @@ OBJECTIVES = {"all": ("ndcg", 10), "explore": ("recall", 20),
 
 #: Values a fusion weight may take in the coordinate search (weights are relative).
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+#: With ``holdout_baskets="auto"``, hold out as many of each user's last baskets as it
+#: takes to learn the combination on at least this many baskets ...
+MIN_HOLDOUT_BASKETS = 1000
+#: ... but never more than this many per user.
+MAX_HOLDOUT_DEPTH = 5
 
 #: Users scored at once when building candidates (each component scores a dense
 #: users x catalogue block).
@@ -96,7 +103,11 @@ class Hybrid(Recommender):
     n_candidates : int
         Items each component contributes to a user's candidates.
     max_fit_users : int
-        Held-out baskets the combination is learnt on (a seeded sample of users).
+        Users whose held-out baskets the combination is learnt on (a seeded sample).
+    holdout_baskets : int or "auto"
+        How many of each user's last training baskets are held out to learn the
+        combination on; ``"auto"``: one, or with few users as many as it takes to reach
+        :data:`MIN_HOLDOUT_BASKETS` baskets (at most :data:`MAX_HOLDOUT_DEPTH`).
     cache : bool
         Reuse identical component fits from the on-disk cache (:mod:`xsell.cache`).
     seed : int
@@ -113,15 +124,19 @@ class Hybrid(Recommender):
         re-ranking).
     holdout_score_ : float
         The objective's metric of the learnt combination on the held-out baskets.
+    holdout_depth_ : int
+        Baskets held out per user.
     """
 
     def __init__(self, components: dict | None = None, objective: str = "all",
-                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
-                 seed: int = 0, progress: bool = True):
+                 n_candidates: int = 100, max_fit_users: int = 2000,
+                 holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
+                 progress: bool = True):
         self.components = components
         self.objective = objective
         self.n_candidates = n_candidates
         self.max_fit_users = max_fit_users
+        self.holdout_baskets = holdout_baskets
         self.cache = cache
         self.seed = seed
         self.progress = progress
@@ -133,17 +148,13 @@ class Hybrid(Recommender):
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, "
                              f"not {self.objective!r}")
         self._remember(train)
-        inner = leave_last_basket_out(train)
-        if inner.test.empty:
-            raise ValueError("the hybrid learns its combination on each user's last training "
-                             "basket; no user in the training data has two baskets")
-        fit_data = inner.train_dataset(include_validation=True)
+        fit_data, heldout = self._hold_out(train)
         held = self._fit_components(fit_data)
-        users, targets = self._holdout_targets(inner.test, fit_data)
+        users, baskets = self._holdout_targets(heldout, fit_data)
         if len(users) == 0:
-            raise ValueError(f"no user's last training basket holds a target of the "
+            raise ValueError(f"no held-out training basket holds a target of the "
                              f"{self.objective!r} objective; nothing to learn weights on")
-        pairs = self._pairs(held, fit_data, PairFeatures(fit_data), users, targets)
+        pairs = self._pairs(held, fit_data, PairFeatures(fit_data), users, baskets)
         X, row, relevant, n_targets = pairs
         self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))
         self._learn(X, row, relevant, n_targets)
@@ -151,6 +162,30 @@ class Hybrid(Recommender):
         self.features_ = PairFeatures(train)
         self.scores_unseen_items = any(m.scores_unseen_items for m in self.components_.values())
         return self
+
+    def _hold_out(self, train: Dataset) -> tuple[Dataset, pd.DataFrame]:
+        """Each user's last ``holdout_depth_`` baskets (at least one stays): the data the
+        components are fitted on, and the held-out rows (``_depth`` 0 = the last basket)."""
+        inter = train.interactions
+        n_baskets = (inter.groupby(S.USER)[S.SEQ].transform("max") + 1).to_numpy()
+        from_end = n_baskets - 1 - inter[S.SEQ].to_numpy()
+        multi = int(inter.loc[n_baskets >= 2, S.USER].nunique())
+        if multi == 0:
+            raise ValueError("the hybrid learns its combination on each user's last training "
+                             "basket; no user in the training data has two baskets")
+        self.holdout_depth_ = self._holdout_depth(min(multi, self.max_fit_users))
+        held = (from_end < self.holdout_depth_) & (from_end < n_baskets - 1)
+        rest = inter[~held].sort_values([S.USER, S.SEQ], kind="stable").reset_index(drop=True)
+        return train.with_interactions(rest), inter[held].assign(_depth=from_end[held])
+
+    def _holdout_depth(self, n_users: int) -> int:
+        if self.holdout_baskets == "auto":
+            return int(np.clip(np.ceil(MIN_HOLDOUT_BASKETS / n_users), 1, MAX_HOLDOUT_DEPTH))
+        if isinstance(self.holdout_baskets, bool) or not isinstance(self.holdout_baskets, int) \
+                or self.holdout_baskets < 1:
+            raise ValueError(f"holdout_baskets must be 'auto' or a positive int, "
+                             f"not {self.holdout_baskets!r}")
+        return self.holdout_baskets
 
     def _fit_components(self, data: Dataset) -> dict[str, Recommender]:
         from xsell.experiments import fit_model
@@ -161,19 +196,26 @@ class Hybrid(Recommender):
                 for name, params in bar}
 
     def _holdout_targets(self, heldout: pd.DataFrame, fit_data: Dataset):
+        """Sampled users and, per user, the target items of each of their held-out baskets."""
         users = heldout[S.USER].unique()
         if len(users) > self.max_fit_users:
             rng = np.random.default_rng(self.seed)
             users = np.sort(rng.choice(users, self.max_fit_users, replace=False))
-        held = heldout[heldout[S.USER].isin(users)][[S.USER, S.ITEM]].drop_duplicates()
+        held = heldout[heldout[S.USER].isin(users)]
         held = held[held[S.ITEM].isin(fit_data.interactions[S.ITEM])]  # rankable items only
-        # The objectives are the evaluation variants: the same target rules.
-        targets = select_targets(held, fit_data.interactions, fit_data, self.objective)
-        return targets.index.to_numpy(), targets
+        baskets: dict = {}
+        for _, part in held.groupby("_depth", sort=True):
+            # The objectives are the evaluation variants: the same target rules.
+            targets = select_targets(part, fit_data.interactions, fit_data, self.objective)
+            for user, items in targets.items():
+                baskets.setdefault(user, []).append(items)
+        users = pd.Index(sorted(baskets)).to_numpy()
+        return users, baskets
 
     def _pairs(self, models: dict, data: Dataset, features: PairFeatures, users: np.ndarray,
-               targets: pd.Series):
-        """Candidate pairs of held-out users with their features and labels."""
+               baskets: dict):
+        """Candidate pairs with their features and labels, one ranking group per held-out
+        basket (a user's baskets share the user's candidates and differ in labels)."""
         X, rows, relevant, n_targets = [], [], [], []
         counts = _count_matrix(data)
         seen = np.zeros(len(data.item_index), dtype=bool)
@@ -182,13 +224,18 @@ class Hybrid(Recommender):
             batch = users[start:start + BATCH_USERS]
             counts_b = counts[data.user_codes(batch)]
             cand = self._candidates(models, batch, None, counts_b, ~seen)
-            X.append(self._features(cand, counts_b, features))
-            codes = [set(data.item_codes(targets[u]).tolist()) for u in batch]
-            relevant.append(is_target(cand, codes))
-            rows.append(cand.row + start)
-            n_targets.append([len(c) for c in codes])
+            features_b = self._features(cand, counts_b, features)
+            bounds = np.searchsorted(cand.row, np.arange(len(batch) + 1))  # grouped by user
+            for r, user in enumerate(batch):
+                mine = slice(bounds[r], bounds[r + 1])
+                for items in baskets[user]:
+                    codes = data.item_codes(items)
+                    X.append(features_b[mine])
+                    relevant.append(np.isin(cand.item[mine], codes))
+                    rows.append(np.full(bounds[r + 1] - bounds[r], len(n_targets)))
+                    n_targets.append(len(codes))
         return (np.vstack(X), np.concatenate(rows), np.concatenate(relevant),
-                np.concatenate(n_targets))
+                np.asarray(n_targets))
 
     def _candidates(self, models: dict, users: np.ndarray, history: pd.DataFrame | None,
                     counts: sp.csr_matrix, blocked_items: np.ndarray | None) -> Candidates:
@@ -270,9 +317,10 @@ class WeightedFusion(Hybrid):
 
     def __init__(self, components: dict | None = None, objective: str = "all",
                  transform: str = "auto", n_candidates: int = 100, max_fit_users: int = 2000,
-                 cache: bool = True, seed: int = 0, progress: bool = True):
-        super().__init__(components, objective, n_candidates, max_fit_users, cache, seed,
-                         progress)
+                 holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(components, objective, n_candidates, max_fit_users,
+                         holdout_baskets, cache, seed, progress)
         self.transform = transform
 
     def _features(self, cand, counts, features) -> np.ndarray:
@@ -306,20 +354,22 @@ class ScoreFusion(WeightedFusion):
     """:class:`WeightedFusion` of per-user standardised scores (``transform="zscore"``)."""
 
     def __init__(self, components: dict | None = None, objective: str = "all",
-                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
-                 seed: int = 0, progress: bool = True):
-        super().__init__(components, objective, "zscore", n_candidates, max_fit_users, cache,
-                         seed, progress)
+                 n_candidates: int = 100, max_fit_users: int = 2000,
+                 holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(components, objective, "zscore", n_candidates, max_fit_users,
+                         holdout_baskets, cache, seed, progress)
 
 
 class RankFusion(WeightedFusion):
     """:class:`WeightedFusion` of reciprocal ranks (``transform="rank"``)."""
 
     def __init__(self, components: dict | None = None, objective: str = "all",
-                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
-                 seed: int = 0, progress: bool = True):
-        super().__init__(components, objective, "rank", n_candidates, max_fit_users, cache,
-                         seed, progress)
+                 n_candidates: int = 100, max_fit_users: int = 2000,
+                 holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(components, objective, "rank", n_candidates, max_fit_users,
+                         holdout_baskets, cache, seed, progress)
 
 
 class LearnedReranker(Hybrid):
@@ -351,11 +401,12 @@ class LearnedReranker(Hybrid):
     """
 
     def __init__(self, components: dict | None = None, objective: str = "all",
-                 n_candidates: int = 100, max_fit_users: int = 2000, cache: bool = True,
-                 seed: int = 0, progress: bool = True, max_iter: int = 200,
+                 n_candidates: int = 100, max_fit_users: int = 2000,
+                 holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
+                 progress: bool = True, max_iter: int = 200,
                  learning_rate: float = 0.05):
-        super().__init__(components, objective, n_candidates, max_fit_users, cache, seed,
-                         progress)
+        super().__init__(components, objective, n_candidates, max_fit_users,
+                         holdout_baskets, cache, seed, progress)
         self.max_iter = max_iter
         self.learning_rate = learning_rate
 

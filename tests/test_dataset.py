@@ -72,3 +72,18 @@ def test_to_csv_round_trip(tmp_path, shop_dir):
     again = Dataset.from_csv(*ds.to_csv(tmp_path / "copy"))
     assert again.summary() | {"name": ""} == ds.summary() | {"name": ""}
     assert not list((tmp_path / "copy").glob("*.tmp"))
+
+
+def test_sample_users_keeps_whole_histories_and_their_products():
+    from xsell.data.synthetic import make_synthetic_shop
+
+    shop = make_synthetic_shop(n_users=80, seed=1)
+    small = shop.sample_users(20, seed=3)
+    assert small.n_users == 20
+    users = small.interactions["user_id"].unique()
+    full_rows = shop.interactions[shop.interactions["user_id"].isin(users)]
+    assert len(small.interactions) == len(full_rows)  # every row of a sampled user
+    assert set(small.items["item_id"]) == set(small.interactions["item_id"])
+    assert set(shop.sample_users(20, seed=3).interactions["user_id"]) == set(users)
+    assert set(shop.sample_users(20, seed=4).interactions["user_id"]) != set(users)
+    assert shop.sample_users(10_000).n_users == shop.n_users

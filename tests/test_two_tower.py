@@ -121,6 +121,19 @@ def test_variants_fit_and_score(shop, tiny_lm_dir, variant):
     assert np.isfinite(model.score(shop.user_index[:3])).all()
 
 
+def test_encoding_only_bought_items_trains_the_same_model(shop, tiny_lm_dir):
+    full = small(tiny_lm_dir, max_epochs=2).fit(shop)
+    seen_only = small(tiny_lm_dir, max_epochs=2, text_items="seen").fit(shop)
+    bought = full.seen_items_
+    assert (~bought).any()  # the catalogue has never-bought products
+    assert [r["train_loss"] for r in seen_only.history_] == pytest.approx(
+        [r["train_loss"] for r in full.history_])
+    assert np.allclose(seen_only.item_vectors_[bought], full.item_vectors_[bought], atol=1e-5)
+    assert full.scores_unseen_items and not seen_only.scores_unseen_items
+    with pytest.raises(ValueError, match="text_items"):
+        small(tiny_lm_dir, text_items="seen", finetune_layers=1).fit(shop)
+
+
 def test_bad_settings_are_named(tiny_lm_dir, shop):
     with pytest.raises(ValueError, match="user_tower"):
         small(tiny_lm_dir, user_tower="lstm").fit(shop)

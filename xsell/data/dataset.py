@@ -126,6 +126,17 @@ class Dataset:
                                sources=(str(interactions_path), str(items_path)), is_file=True,
                                **kwargs)
 
+    def sample_users(self, n: int, seed: int = 0) -> Dataset:
+        """``n`` users drawn at random (seeded) with all their rows, and only the products
+        they bought: a small dataset for costly experiments (e.g. fine-tuning on a CPU)."""
+        users = np.random.default_rng(seed).choice(self.user_index, size=min(n, self.n_users),
+                                                   replace=False)
+        inter = self.interactions[self.interactions[S.USER].isin(users)]
+        items = self.items[self.items[S.ITEM].isin(inter[S.ITEM])]
+        return Dataset(inter.reset_index(drop=True), items.reset_index(drop=True),
+                       name=f"{self.name} ({len(users)} users)",
+                       info={**self.info, "sampled_users": len(users), "sample_seed": seed})
+
     def with_interactions(self, interactions: pd.DataFrame, **info) -> Dataset:
         """A dataset sharing this catalogue with other (already canonical) interactions."""
         return Dataset(interactions, self.items, name=self.name, info={**self.info, **info})

@@ -38,7 +38,7 @@ from xsell.models.towers import ItemTower, TextUserTower, UserTower
 from xsell.text import DEFAULT_MODEL, TextEncoder, history_text, item_texts
 
 #: Hyperparameters saved with a checkpoint (everything :class:`TwoTower` is built from).
-PARAMS = ("encoder", "pretrained", "item_features", "user_tower", "dim", "half_life",
+PARAMS = ("encoder", "pretrained", "item_features", "text_items", "user_tower", "dim", "half_life",
           "max_history", "targets", "objective", "temperature", "logq", "lr", "weight_decay",
           "batch_size", "max_epochs", "patience", "validation_users", "history_text_items",
           "max_states_per_user", "id_dropout", "finetune_layers", "lora_rank", "finetune_lr", "seed")
@@ -57,6 +57,11 @@ class TwoTower(Recommender):
     item_features : {"text", "id", "text+id"}
         What the item tower reads. ``"id"`` is a classic embedding model (no text, cannot
         score items unseen in training).
+    text_items : {"all", "seen"}
+        Whose text the LM encodes: the whole catalogue, or only items bought in the
+        training data. Training and the scores of bought items are the same either way
+        (never-bought items take no part in training); ``"seen"`` saves encoding time on a
+        large catalogue -- or with a fresh encoder -- but cannot score never-bought items.
     user_tower : {"mean", "attention", "transformer", "text"}
         How a history becomes a user vector; ``"text"`` is the seed's serialised-history
         variant (the LM reads the titles of the heaviest history items).
@@ -111,7 +116,8 @@ class TwoTower(Recommender):
     param_grid: dict = {"half_life": [4.0, 8.0]}
 
     def __init__(self, encoder: str = DEFAULT_MODEL, pretrained: bool = True,
-                 item_features: str = "text+id", user_tower: str = "attention", dim: int = 256,
+                 item_features: str = "text+id", text_items: str = "all",
+                 user_tower: str = "attention", dim: int = 256,
                  half_life: float | None = 4.0, max_history: int = 50, targets: str = "new",
                  objective: str = "softmax", temperature: float = 0.05, logq: float = 1.0,
                  lr: float = 3e-4, weight_decay: float = 1e-4, batch_size: int = 1024,
@@ -122,6 +128,7 @@ class TwoTower(Recommender):
         self.encoder = encoder
         self.pretrained = pretrained
         self.item_features = item_features
+        self.text_items = text_items
         self.user_tower = user_tower
         self.dim = dim
         self.half_life = half_life
@@ -155,12 +162,13 @@ class TwoTower(Recommender):
 
     @property
     def scores_unseen_items(self) -> bool:  # type: ignore[override]
-        """Items never bought in training are scored through their text (not with ``"id"``)."""
-        return self.item_features != "id"
+        """Items never bought in training are scored through their text (not with ``"id"``
+        or ``text_items="seen"``)."""
+        return self.item_features != "id" and self.text_items == "all"
 
     # ------------------------------------------------------------------ building blocks
     def _check(self) -> None:
-        choices = {"item_features": ("text", "id", "text+id"),
+        choices = {"item_features": ("text", "id", "text+id"), "text_items": ("all", "seen"),
                    "user_tower": ("mean", "attention", "transformer", "text"),
                    "targets": ("all", "new"), "objective": ("softmax", "mse")}
         for name, allowed in choices.items():
@@ -168,6 +176,9 @@ class TwoTower(Recommender):
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
         if self.user_tower == "text" and self.objective == "mse":
             raise ValueError("user_tower='text' is implemented for objective='softmax' only")
+        if self.text_items == "seen" and self.finetune_layers:
+            raise ValueError("fine-tuning refreshes every item's text embedding: it needs "
+                             "text_items='all'")
 
     def _text_encoder(self) -> TextEncoder:
         if getattr(self, "_encoder", None) is None:
@@ -229,7 +240,13 @@ class TwoTower(Recommender):
         text_dim = 0
         if self.item_features != "id" or self.user_tower == "text":
             texts = item_texts(train).tolist()
-            embeddings = self._text_encoder().encode(texts)
+            if self.text_items == "all":
+                embeddings = self._text_encoder().encode(texts)
+            else:  # never-bought rows stay zero: no training pair or scored item reads them
+                seen = np.flatnonzero(self.seen_items_)
+                part = self._text_encoder().encode([texts[i] for i in seen])
+                embeddings = np.zeros((len(texts), part.shape[1]), dtype=part.dtype)
+                embeddings[seen] = part
             text_dim = embeddings.shape[1]
             text = torch.as_tensor(embeddings) if self.item_features != "id" else None
         self._build(text, n_items, text_dim, torch.as_tensor(np.flatnonzero(self.seen_items_)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xsell.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from xsell.checkpoint import CheckpointError, write_folder
 from xsell.data.synthetic import make_synthetic_shop
 from xsell.losses import in_batch_softmax_loss
 from xsell.models.behaviour import top_items, training_states
@@ -150,10 +150,10 @@ def test_checkpoint_roundtrip_and_refusals(shop, tiny_lm_dir, tmp_path):
     items = other.items.iloc[:-1]
     smaller = type(other).from_frames(other.interactions[other.interactions["item_id"]
                                                          .isin(items["item_id"])], items)
-    with pytest.raises(CheckpointError, match="catalogue"):
+    with pytest.raises(CheckpointError, match="fitted on other data.*items"):
         TwoTower.load(tmp_path / "ckpt", smaller)
     # A flipped byte in the weights: refused by the hash check.
-    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights = tmp_path / "ckpt" / "tensors.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
@@ -161,15 +161,20 @@ def test_checkpoint_roundtrip_and_refusals(shop, tiny_lm_dir, tmp_path):
         TwoTower.load(tmp_path / "ckpt", shop)
 
 
-def test_checkpoint_refuses_wrong_model_and_bad_json(tmp_path):
-    save_checkpoint(tmp_path / "c", {"w": torch.zeros(2)}, {"model": "Other"})
-    with pytest.raises(CheckpointError, match="model is 'Other'"):
-        load_checkpoint(tmp_path / "c", expect={"model": "TwoTower"})
+def test_checkpoint_refuses_wrong_model_and_bad_json(shop, tmp_path):
+    from xsell.models.baselines import Popularity
+
+    Popularity().fit(shop).save(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="not a TwoTower"):
+        TwoTower.load(tmp_path / "c", shop)
+    write_folder(tmp_path / "w", {"weights": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match="not a saved model"):
+        TwoTower.load(tmp_path / "w", shop)
     (tmp_path / "c" / "config.json").write_text("{oops")
-    with pytest.raises(CheckpointError, match="not valid JSON"):
-        load_checkpoint(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="do not match config.sha256"):
+        TwoTower.load(tmp_path / "c", shop)
     with pytest.raises(CheckpointError, match="missing"):
-        load_checkpoint(tmp_path / "nowhere")
+        TwoTower.load(tmp_path / "nowhere", shop)
 
 
 def test_two_tower_is_registered_with_a_tunable_grid():

@@ -1,10 +1,15 @@
-"""An on-disk cache for expensive, deterministic results (model comparisons, embeddings).
+"""An on-disk cache for expensive, deterministic results (model comparisons, fitted models).
 
 A result is stored under a key made of everything that determines it: the caller's
 parameters, a fingerprint of the data, and a fingerprint of the package's own source
 code -- so editing any ``xsell`` module, or changing the data, recomputes instead of
 serving a stale answer. The book uses it so that a chapter executed twice (by the tests
 and by the book build) trains its models once.
+
+Entries are verified folders (:mod:`xsell.checkpoint`): JSON, ``.npz`` arrays read without
+pickle, parquet tables, safetensors, every file checksummed. Nothing in the cache can run
+code, and an entry that is damaged, foreign or of an older format is discarded with one
+warning and recomputed -- it never crashes a run and never loads wrong values.
 
 The folder is ``$XSELL_CACHE_DIR``, by default ``~/.cache/xsell``. Delete it to force a
 recomputation; set ``XSELL_CACHE=off`` to bypass the cache entirely.
@@ -15,21 +20,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
+import shutil
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from xsell.checkpoint import (
+    CheckpointError,
+    UnsupportedValue,
+    data_fingerprint,
+    read_folder,
+    write_folder,
+)
 
-from xsell.data.dataset import Dataset
-from xsell.fileio import atomic_write
+__all__ = ["cache_dir", "cache_enabled", "code_fingerprint", "data_fingerprint", "memoize"]
+
+#: Part of every key: entries of another layout live under other names.
+ENTRY_FORMAT = "xsell-cache/2"
 
 
 def cache_dir() -> Path:
     """Where cached results live (``$XSELL_CACHE_DIR`` or ``~/.cache/xsell``)."""
     return Path(os.environ.get("XSELL_CACHE_DIR", Path.home() / ".cache" / "xsell"))
+
+
+def cache_enabled() -> bool:
+    """False when ``$XSELL_CACHE`` is ``off`` (or ``0``, ``false``, ``no``)."""
+    return os.environ.get("XSELL_CACHE", "on").lower() not in ("off", "0", "false", "no")
 
 
 @lru_cache(maxsize=1)
@@ -43,16 +62,7 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def data_fingerprint(dataset: Dataset) -> str:
-    """Hash of a dataset's interactions and catalogue (content, not object identity)."""
-    digest = hashlib.sha256()
-    for frame in (dataset.interactions, dataset.items):
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        digest.update(",".join(map(str, frame.columns)).encode())
-    return digest.hexdigest()[:16]
-
-
-def memoize(namespace: str, key: dict, compute: Callable[[], Any]) -> Any:
+def memoize(namespace: str, key: dict, compute: Callable[[], Any], dataset=None) -> Any:
     """Return the cached result for ``key``, computing and storing it on a miss.
 
     Parameters
@@ -63,23 +73,55 @@ def memoize(namespace: str, key: dict, compute: Callable[[], Any]) -> Any:
         JSON-serialisable description of everything that determines the result
         (include a :func:`data_fingerprint`); the code fingerprint is added here.
     compute : callable
-        Produces the result (must be picklable).
+        Produces the result: plain values, arrays, sparse matrices, tables, tensors,
+        fitted models (:class:`~xsell.checkpoint.Saveable`) and containers of them.
+    dataset : Dataset, optional
+        The training data of a fitted model in the result (models are rebuilt for it).
     """
-    if os.environ.get("XSELL_CACHE", "on").lower() in ("off", "0", "false", "no"):
+    if not cache_enabled():
         return compute()
-    text = json.dumps({**key, "code": code_fingerprint()}, sort_keys=True, default=str)
-    path = cache_dir() / namespace / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.pkl"
-    if path.is_file():
+    text = json.dumps({**key, "code": code_fingerprint(), "entry": ENTRY_FORMAT},
+                      sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    path = cache_dir() / namespace / digest
+    _drop_old_format(path.parent)
+    if path.exists():
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+            content = read_folder(path, dataset)
+            if content.get("key") != text:
+                raise CheckpointError(f"{path}: stored for another key")
+            return content["value"]
+        except Exception as err:  # damaged or foreign: recompute, never trust, never crash
+            warnings.warn(f"xsell cache: discarding unreadable entry ({_one_line(err)}); "
+                          "recomputing", stacklevel=2)
+            _remove(path)
     result = compute()
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    atomic_write(path, write)
+    try:
+        write_folder(path, {"key": text, "value": result})
+    except UnsupportedValue as err:
+        warnings.warn(f"xsell cache: {namespace} result not stored ({err})", stacklevel=2)
+    except OSError as err:  # a full or read-only cache folder costs time, not the result
+        warnings.warn(f"xsell cache: could not write {path} ({err})", stacklevel=2)
     return result
+
+
+def _drop_old_format(folder: Path) -> None:
+    # Before format 2, entries were pickles; they are never read, only removed (with
+    # one warning).
+    old = sorted(folder.glob("*.pkl")) if folder.is_dir() else []
+    if old:
+        warnings.warn(f"xsell cache: removing {len(old)} entries of an older format in "
+                      f"{folder} (pickle files are never loaded)", stacklevel=3)
+        for path in old:
+            path.unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__

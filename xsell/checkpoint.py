@@ -1,35 +1,58 @@
-"""Model files: weights in safetensors, settings in JSON, checked before anything is loaded.
+"""Safe files for fitted models and cached results, verified before anything is read.
 
-A checkpoint is a folder with ``model.safetensors`` and ``config.json``. The config
-records the format version, the model class and its hyperparameters, the shapes it was
-built with, and the SHA-256 of the weights file, so :func:`load_checkpoint` can refuse a
-truncated or edited file, or a config that does not match what the caller expects, with an
-error that says which and why -- instead of failing deep inside ``torch`` or, worse,
-loading silently wrong weights.
+A saved object is a folder. ``config.json`` holds a tree of small values (parameters,
+scalars, short lists) and names the files that carry the rest: arrays in ``arrays.npz``
+(read with ``allow_pickle=False``), tables in parquet, tensors in safetensors, and nested
+objects in sub-folders of the same layout. ``config.json`` lists the SHA-256 of every other
+file, and ``config.sha256`` holds the SHA-256 of ``config.json`` itself, so one flipped
+byte anywhere is caught before a value is decoded.
+
+None of these formats can run code when read (there is no pickle anywhere), and classes
+are looked up only among ``xsell``'s own saveable classes (:class:`Saveable`), so a
+planted or edited folder is refused with a :class:`CheckpointError` that says which file
+and why -- never executed, and never loaded into silently wrong values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
+import importlib.util
+import inspect
 import json
 import os
+import re
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
+from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
-from xsell.fileio import atomic_write, save_json
-
-FORMAT = "xsell-checkpoint/1"
-WEIGHTS = "model.safetensors"
+FORMAT = "xsell-folder/1"
 CONFIG = "config.json"
+CONFIG_SUM = "config.sha256"
+ARRAYS = "arrays.npz"
+TENSORS = "tensors.safetensors"
+
+_PACKAGE = Path(__file__).resolve().parent
+_CLASSES: dict[str, type] = {}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder is missing, damaged, or does not match the expected model."""
+    """A saved folder is missing, damaged, foreign, or does not match what is expected."""
 
 
-def _sha256(path: Path) -> str:
+class UnsupportedValue(TypeError):
+    """A value has no safe file format here (e.g. an arbitrary Python object)."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -37,60 +60,414 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(folder: str | os.PathLike, tensors: dict[str, torch.Tensor],
-                    config: dict) -> Path:
-    """Write weights and config (each atomically; the config last, naming the weights' hash)."""
+# ---------------------------------------------------------------------- saveable classes
+def class_name(cls: type) -> str:
+    """``"module:Class"``, the name a class is saved under."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _lookup_class(name: str) -> type:
+    """A :class:`Saveable` class by saved name; only ``xsell``'s own modules are imported."""
+    if name not in _CLASSES:
+        module = name.partition(":")[0]
+        if not re.fullmatch(r"xsell(\.[A-Za-z_][A-Za-z0-9_]*)+", module):
+            raise CheckpointError(f"class {name!r} is not one of xsell's saveable classes")
+        spec = importlib.util.find_spec(module)
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or not origin.is_relative_to(_PACKAGE):
+            raise CheckpointError(f"class {name!r} is not one of xsell's saveable classes")
+        importlib.import_module(module)
+    if name not in _CLASSES:
+        raise CheckpointError(f"class {name!r} is not one of xsell's saveable classes")
+    return _CLASSES[name]
+
+
+class Saveable:
+    """Objects that save to, and load from, a verified folder (:func:`write_folder`).
+
+    scikit-learn's conventions: hyperparameters are the constructor's arguments
+    (:meth:`get_params`), fitted state the attributes whose names end in ``_``. What a
+    subclass can rebuild from the training data is listed in ``_derived_state`` and
+    rebuilt by :meth:`_restore_state`; a subclass whose state is not plain values
+    (tensors of a network, a typed record) overrides :meth:`_fitted_state` and
+    :meth:`_restore_state`.
+    """
+
+    #: Fitted attributes rebuilt from the dataset on load instead of being saved.
+    _derived_state: frozenset[str] = frozenset({"dataset_"})
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _CLASSES[class_name(cls)] = cls
+
+    def get_params(self) -> dict:
+        """Hyperparameters: the constructor's arguments, read from the attributes of the
+        same names (scikit-learn's ``get_params``)."""
+        signature = inspect.signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in signature
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def _fitted_state(self) -> dict:
+        """Fitted attributes to save (names ending in ``_``, less the derived ones)."""
+        return {k: v for k, v in vars(self).items()
+                if k.endswith("_") and not k.startswith("_") and k not in self._derived_state}
+
+    def _restore_state(self, state: dict, dataset) -> None:
+        """Set saved state back (``dataset``: the data the object was fitted on)."""
+        self.dataset_ = dataset
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the fitted object into ``folder`` (JSON + npz/parquet/safetensors).
+
+        The folder is replaced as a whole, atomically; a folder that exists and is not
+        an xsell folder is never overwritten.
+        """
+        data = getattr(self, "dataset_", None)
+        return write_folder(folder, {
+            "class": class_name(type(self)), "params": self.get_params(),
+            "state": self._fitted_state(),
+            "data": None if data is None else data_identity(data)})
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, dataset) -> Saveable:
+        """Read an object saved with :meth:`save`, for the data it was fitted on.
+
+        Raises
+        ------
+        CheckpointError
+            If the folder is damaged, holds another class, or was fitted on other data.
+        """
+        obj = load_object(folder, dataset)
+        if not isinstance(obj, cls):
+            raise CheckpointError(f"{Path(folder) / CONFIG}: holds a "
+                                  f"{type(obj).__name__}, not a {cls.__name__}")
+        return obj
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def data_fingerprint(dataset) -> str:
+    """Hash of a dataset's interactions and catalogue (content, not object identity).
+
+    Computed once per dataset object: datasets are treated as immutable.
+    """
+    if dataset not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for frame in (dataset.interactions, dataset.items):
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            digest.update(",".join(map(str, frame.columns)).encode())
+        _FINGERPRINTS[dataset] = digest.hexdigest()[:16]
+    return _FINGERPRINTS[dataset]
+
+
+def data_identity(dataset) -> dict:
+    """What a saved object records of its training data (checked on load)."""
+    return {"fingerprint": data_fingerprint(dataset), "name": dataset.name,
+            "n_users": int(len(dataset.user_index)), "n_items": int(len(dataset.item_index))}
+
+
+def load_object(folder: str | os.PathLike, dataset) -> Saveable:
+    """Read any :class:`Saveable` saved with its ``save`` (see :meth:`Saveable.load`)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(folder / WEIGHTS, lambda tmp: save_file(tensors, tmp))
-    save_json({"format": FORMAT, **config, "weights_sha256": _sha256(folder / WEIGHTS)},
-              folder / CONFIG)
+    content = read_folder(folder, dataset)
+    for field in ("class", "params", "state", "data"):
+        if field not in content:
+            raise CheckpointError(f"{folder / CONFIG}: no {field!r} (not a saved model)")
+    cls = _lookup_class(content["class"])
+    saved = content["data"]
+    if saved is not None:
+        if dataset is None:
+            raise CheckpointError(f"{folder}: give the dataset the model was fitted on")
+        mine = data_identity(dataset)
+        if saved.get("fingerprint") != mine["fingerprint"]:
+            raise CheckpointError(
+                f"{folder}: fitted on other data ({saved.get('name')!r}: "
+                f"{saved.get('n_users')} users, {saved.get('n_items')} items, fingerprint "
+                f"{saved.get('fingerprint')}); this dataset is {mine['name']!r}: "
+                f"{mine['n_users']} users, {mine['n_items']} items, fingerprint "
+                f"{mine['fingerprint']}")
+    try:
+        obj = cls(**content["params"])
+    except TypeError as err:
+        raise CheckpointError(f"{folder / CONFIG}: parameters do not fit "
+                              f"{cls.__name__} ({err})") from err
+    try:
+        obj._restore_state(content["state"], dataset)
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{folder}: state does not fit {cls.__name__} ({err})") from err
+    return obj
+
+
+# ---------------------------------------------------------------------- the value codec
+class _Writer:
+    """Turns a value into JSON, putting arrays, tables, tensors and objects in files."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.arrays: dict[str, np.ndarray] = {}
+        self.tensors: dict = {}
+        self.files: list[str] = []
+        self.n = 0
+
+    def _name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def _array(self, a: np.ndarray) -> dict:
+        out: dict = {}
+        if a.dtype.hasobject:
+            flat = a.ravel().tolist()
+            if not all(isinstance(v, str) for v in flat):
+                raise UnsupportedValue("an object array that is not all strings")
+            a = np.array(flat, dtype=str).reshape(a.shape)
+            out["object"] = True
+        key = self._name("a")
+        self.arrays[key] = np.ascontiguousarray(a)
+        return {"__ndarray__": key, **out}
+
+    def encode(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, np.generic):
+            return value
+        if isinstance(value, np.generic):
+            return self.encode(value.item())
+        if isinstance(value, list):
+            return [self.encode(v) for v in value]
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(v) for v in value]}
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and not k.startswith("__") for k in value):
+                return {k: self.encode(v) for k, v in value.items()}
+            return {"__dict__": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+        if isinstance(value, np.ndarray):
+            return self._array(value)
+        if sp.issparse(value):
+            m = value.tocsc() if value.format == "csc" else value.tocsr()
+            return {"__sparse__": m.format, "matrix": isinstance(value, sp.spmatrix),
+                    "shape": list(m.shape), "data": self._array(m.data),
+                    "indices": self._array(m.indices), "indptr": self._array(m.indptr)}
+        if isinstance(value, pd.DataFrame):
+            return self._frame(value)
+        if isinstance(value, pd.Series):
+            return {"__series__": self._frame(value.to_frame("c")), "name": self.encode(value.name)}
+        if isinstance(value, pd.MultiIndex):
+            return {"__multiindex__": self.encode(list(value)), "names": list(value.names)}
+        if isinstance(value, pd.Index):
+            return {"__index__": self._array(value.to_numpy()), "name": self.encode(value.name),
+                    "dtype": str(value.dtype)}
+        if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+            key = self._name("t")
+            self.tensors[key] = value.detach().cpu().contiguous().clone()
+            return {"__tensor__": key}
+        if isinstance(value, Saveable):
+            sub = self._name("part")
+            value.save(self.folder / sub)
+            return {"__object__": sub}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            raise UnsupportedValue(f"dataclass {type(value).__name__} (save its fields)")
+        raise UnsupportedValue(f"no safe file format for a {type(value).__module__}."
+                               f"{type(value).__qualname__}")
+
+    def _frame(self, frame: pd.DataFrame) -> dict:
+        name = self._name("frame") + ".parquet"
+        plain = frame.set_axis([f"c{i}" for i in range(frame.shape[1])], axis=1)
+        plain.attrs = {}
+        for column in plain.columns:
+            if plain[column].dtype == object and not all(
+                    v is None or isinstance(v, (str, int, float, bool, np.generic))
+                    for v in plain[column]):
+                raise UnsupportedValue(f"column {frame.columns[int(column[1:])]!r} holds "
+                                       "containers or objects (parquet would retype them)")
+        try:
+            plain.to_parquet(self.folder / name, index=True)
+            # Tables are small: read it back, so a column parquet would retype (lists,
+            # mixed objects) is refused here rather than served changed later.
+            pd.testing.assert_frame_equal(pd.read_parquet(self.folder / name), plain)
+        except Exception as err:  # pyarrow's own error types, or a changed round trip
+            raise UnsupportedValue(f"a table parquet cannot store exactly "
+                                   f"({type(err).__name__}: {str(err)[:200]})") from err
+        self.files.append(name)
+        return {"__frame__": name, "columns": self.encode(list(frame.columns)),
+                "column_names": self.encode(list(frame.columns.names)),
+                "attrs": self.encode(dict(frame.attrs))}
+
+    def finish(self) -> list[str]:
+        if self.arrays:
+            np.savez(self.folder / ARRAYS, **self.arrays)
+            self.files.append(ARRAYS)
+        if self.tensors:
+            from safetensors.torch import save_file
+
+            save_file(self.tensors, str(self.folder / TENSORS))
+            self.files.append(TENSORS)
+        return self.files
+
+
+class _Reader:
+    """Decodes what :class:`_Writer` wrote (files already verified)."""
+
+    def __init__(self, folder: Path, dataset):
+        self.folder = folder
+        self.dataset = dataset
+        self._arrays = None
+        self._tensors = None
+
+    def _array(self, spec: dict) -> np.ndarray:
+        if self._arrays is None:
+            with np.load(self.folder / ARRAYS, allow_pickle=False) as npz:
+                self._arrays = {k: npz[k] for k in npz.files}
+        a = self._arrays[spec["__ndarray__"]]
+        return a.astype(object) if spec.get("object") else a
+
+    def decode(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.decode(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "__tuple__" in value:
+            return tuple(self.decode(v) for v in value["__tuple__"])
+        if "__dict__" in value:
+            return {_hashable(self.decode(k)): self.decode(v) for k, v in value["__dict__"]}
+        if "__ndarray__" in value:
+            return self._array(value)
+        if "__sparse__" in value:
+            fmt = {"csr": sp.csr_matrix, "csc": sp.csc_matrix} if value["matrix"] else \
+                {"csr": sp.csr_array, "csc": sp.csc_array}
+            parts = (self._array(value["data"]), self._array(value["indices"]),
+                     self._array(value["indptr"]))
+            return fmt[value["__sparse__"]](parts, shape=tuple(value["shape"]))
+        if "__frame__" in value:
+            frame = pd.read_parquet(self.folder / value["__frame__"])
+            columns = [_hashable(c) for c in self.decode(value["columns"])]
+            names = self.decode(value["column_names"])
+            if columns and all(isinstance(c, tuple) for c in columns):
+                frame.columns = pd.MultiIndex.from_tuples(columns, names=names)
+            else:
+                frame.columns = pd.Index(columns, dtype=object if not columns else None,
+                                         name=names[0] if names else None)
+            frame.attrs = self.decode(value["attrs"])
+            return frame
+        if "__series__" in value:
+            return self.decode(value["__series__"]).iloc[:, 0].rename(self.decode(value["name"]))
+        if "__multiindex__" in value:
+            return pd.MultiIndex.from_tuples([_hashable(t) for t in
+                                              self.decode(value["__multiindex__"])],
+                                             names=value["names"])
+        if "__index__" in value:
+            return pd.Index(self._array(value["__index__"]), dtype=value["dtype"],
+                            name=self.decode(value["name"]))
+        if "__tensor__" in value:
+            if self._tensors is None:
+                from safetensors.torch import load_file
+
+                self._tensors = load_file(str(self.folder / TENSORS))
+            return self._tensors[value["__tensor__"]]
+        if "__object__" in value:
+            return load_object(self.folder / value["__object__"], self.dataset)
+        return {k: self.decode(v) for k, v in value.items()}
+
+
+def _hashable(value):
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# ---------------------------------------------------------------------- folders
+def write_folder(folder: str | os.PathLike, content: dict) -> Path:
+    """Write ``content`` (a dict of values, see the module docstring) as a verified folder.
+
+    The folder is built beside its target and renamed into place, so a reader sees the
+    old folder or the complete new one; on any error nothing is left behind. An existing
+    target is replaced only if it is an xsell folder (or empty).
+
+    Raises
+    ------
+    UnsupportedValue
+        If a value has no safe format (nothing is written then).
+    FileExistsError
+        If ``folder`` exists and is not an xsell folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not _replaceable(folder):
+        raise FileExistsError(f"{folder}: exists and is not an xsell folder; not overwriting")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        writer = _Writer(tmp)
+        tree = writer.encode(content)
+        files = writer.finish()
+        subfolders = [p.name for p in tmp.iterdir() if p.is_dir()]
+        listed = {name: sha256_file(tmp / name) for name in files}
+        listed.update({f"{s}/{CONFIG_SUM}": sha256_file(tmp / s / CONFIG_SUM)
+                       for s in subfolders})
+        text = json.dumps({"format": FORMAT, "files": listed, "content": tree}, indent=1)
+        (tmp / CONFIG).write_text(text)
+        (tmp / CONFIG_SUM).write_text(hashlib.sha256(text.encode()).hexdigest() + "\n")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
 
 
-def load_checkpoint(folder: str | os.PathLike,
-                    expect: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read and verify a checkpoint.
+def _replaceable(folder: Path) -> bool:
+    return folder.is_dir() and ((folder / CONFIG_SUM).is_file() or not any(folder.iterdir()))
+
+
+def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
+    """Verify every checksum of a folder written by :func:`write_folder`, then decode it.
 
     Parameters
     ----------
     folder : path-like
-        Written by :func:`save_checkpoint`.
-    expect : dict, optional
-        Config entries that must match (e.g. ``{"model": "TwoTower"}``).
-
-    Returns
-    -------
-    tensors : dict of str to torch.Tensor
-    config : dict
+    dataset : Dataset, optional
+        The training data of any model inside (models are rebuilt for it).
 
     Raises
     ------
     CheckpointError
-        Naming the file and what is wrong with it.
+        Naming the file that is missing, damaged or foreign.
     """
     folder = Path(folder)
-    config_path, weights_path = folder / CONFIG, folder / WEIGHTS
-    for path in (config_path, weights_path):
+    config_path, sum_path = folder / CONFIG, folder / CONFIG_SUM
+    for path in (config_path, sum_path):
         if not path.is_file():
-            raise CheckpointError(f"{path}: missing (not a checkpoint folder?)")
+            raise CheckpointError(f"{path}: missing (not an xsell folder?)")
+    raw = config_path.read_bytes()
+    expected = sum_path.read_bytes().decode("ascii", "replace").strip()
+    if hashlib.sha256(raw).hexdigest() != expected:
+        raise CheckpointError(f"{config_path}: contents do not match {CONFIG_SUM} "
+                              "(corrupt or edited file)")
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{config_path}: not valid JSON ({err})") from err
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: format {config.get('format')!r}, "
-                              f"expected {FORMAT!r}")
-    for key, value in (expect or {}).items():
-        if config.get(key) != value:
-            raise CheckpointError(f"{config_path}: {key} is {config.get(key)!r}, "
-                                  f"expected {value!r}")
-    if _sha256(weights_path) != config.get("weights_sha256"):
-        raise CheckpointError(f"{weights_path}: contents do not match the hash in "
-                              f"{CONFIG} (corrupt or replaced file)")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise CheckpointError(f"{config_path}: format {found!r}, expected {FORMAT!r} "
+                              "(an older or foreign file)")
+    for name, digest in config.get("files", {}).items():
+        path = folder / name
+        if ".." in Path(name).parts or not path.is_file():
+            raise CheckpointError(f"{path}: missing")
+        if sha256_file(path) != digest:
+            raise CheckpointError(f"{path}: contents do not match the hash in {CONFIG} "
+                                  "(corrupt or replaced file)")
     try:
-        tensors = load_file(weights_path)
-    except Exception as err:  # safetensors raises its own error types
-        raise CheckpointError(f"{weights_path}: cannot be read as safetensors ({err})") from err
-    return tensors, config
+        return _Reader(folder, dataset).decode(config["content"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # a verified folder that still does not decode: refuse it
+        raise CheckpointError(f"{folder}: cannot be decoded ({type(err).__name__}: {err})") \
+            from err

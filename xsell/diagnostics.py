@@ -163,7 +163,7 @@ def diagnose(split: Split, hyperparameters: dict, names: Sequence[str] | None = 
 def _diagnose(split: Split, hyperparameters: dict, names: list, k: int,
               cache: bool) -> dict[str, pd.DataFrame]:
     from xsell.evaluation import next_basket_task
-    from xsell.experiments import fit_model
+    from xsell.models.fitting import fit_model
 
     train = split.train_dataset(include_validation=True)
     tasks = {v: next_basket_task(split, v) for v in ("all", "explore")}

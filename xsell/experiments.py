@@ -4,7 +4,6 @@ benchmarks all run: tune on validation, refit on train + validation, score test 
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from xsell import __version__
+from xsell.cache import data_fingerprint, memoize
 from xsell.data import schema as S
 from xsell.data.cleaning import clean
 from xsell.data.dataset import Dataset
@@ -21,6 +21,7 @@ from xsell.data.loaders import describe_source
 from xsell.data.splits import Split, leave_last_basket_out, random_rating_split
 from xsell.evaluation import VARIANTS, build_tasks, evaluate_rating, per_user_metrics, tabulate
 from xsell.models.base import Recommender
+from xsell.models.fitting import fit_model, store_fit
 from xsell.models.registry import model_class
 from xsell.tuning import tune_targets
 
@@ -79,8 +80,6 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     hyperparameters chosen for them earlier in ``names`` (so list the components first).
     """
     if cache:
-        from xsell.cache import data_fingerprint, memoize
-
         key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
                "names": list(names), "protocol": protocol, "ks": list(ks),
                "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
@@ -95,7 +94,8 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
 
 def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tuned,
                     hyperparameters, n_origins, n_boot, seed, progress, cache):
-    """:func:`compare_models` itself; with ``cache`` every fit goes through :func:`fit_model`
+    """:func:`compare_models` itself; with ``cache`` every fit goes through
+    :func:`~xsell.models.fitting.fit_model`
     (tuning's winning fits included), so later calls with other protocols, the hybrids'
     components and the chapters' own fits reuse them."""
     if baseline is not None and baseline not in names:
@@ -124,7 +124,7 @@ def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tun
                 best = {t: r.best_params for t, r in tuning.items()}
                 for r in tuning.values():
                     if r.model is not None:
-                        _store_fit(name, r.best_params, split.train_dataset(), r.model)
+                        store_fit(name, r.best_params, split.train_dataset(), r.model)
             chosen[name] = {v: best.get(TUNING_TARGETS.get(v, TUNING_TARGETS["all"]), {})
                             for v in variants}
         # Fit once per distinct configuration; variants that share it share the model.
@@ -221,42 +221,6 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
                             {"total": time.perf_counter() - start})
 
 
-def fit_model(name: str, params: dict, train: Dataset, cache: bool = False) -> Recommender:
-    """Fit one registered model; with ``cache``, reuse an identical earlier fit from disk.
-
-    The chapters use it for the models they inspect (learning curves, embedding maps), and
-    :func:`compare_models`, :func:`compare_configs` and the hybrids use it for every fit
-    they make with ``cache``, so the book build and the notebook tests train each
-    configuration once. The cache key is the model's full configuration (defaults filled
-    in, ``progress`` left out), so ``{}`` and the spelled-out defaults share an entry.
-    """
-    def compute() -> Recommender:
-        return model_class(name)(**params).fit(train)
-
-    if not cache:
-        return compute()
-    from xsell.cache import memoize
-
-    return memoize("fit_model", _fit_key(name, params, train), compute)
-
-
-def _fit_key(name: str, params: dict, train: Dataset) -> dict:
-    from xsell.cache import data_fingerprint
-
-    signature = inspect.signature(model_class(name).__init__).parameters.values()
-    full = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
-    full.update(params)
-    full.pop("progress", None)  # a progress bar does not change the fit
-    return {"data": data_fingerprint(train), "name": name, "params": full}
-
-
-def _store_fit(name: str, params: dict, train: Dataset, model: Recommender) -> None:
-    """Put a model fitted elsewhere (e.g. during tuning) where :func:`fit_model` finds it."""
-    from xsell.cache import memoize
-
-    memoize("fit_model", _fit_key(name, params, train), lambda: model)
-
-
 class _CachedFit:
     """A factory for :func:`xsell.evaluation.evaluate` whose ``fit`` goes through the cache."""
 
@@ -287,8 +251,6 @@ def compare_configs(split: Split, configs: dict[str, tuple[str, dict]],
         Reuse a stored result of an identical call (:mod:`xsell.cache`).
     """
     if cache:
-        from xsell.cache import data_fingerprint, memoize
-
         key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
                "configs": configs, "protocol": protocol, "ks": list(ks),
                "variants": list(variants), "metrics": list(metrics), "baseline": baseline,

@@ -20,6 +20,7 @@ then downloaded -- so the book runs on a machine without internet.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -104,6 +105,19 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and vectors of one verified shard (raises on any mismatch)."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest()[:32] != path.stem:
+        raise ValueError("contents do not match the checksum in its name")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        keys, vectors = npz["keys"], npz["vectors"]
+    if (keys.ndim != 1 or keys.dtype.kind != "U" or vectors.ndim != 2
+            or vectors.dtype != np.float32 or len(keys) != len(vectors)):
+        raise ValueError("not a shard of keys and float32 vectors")
+    return keys, vectors
+
+
 def load_language_model(name_or_path: str = DEFAULT_MODEL, pretrained: bool = True,
                         seed: int = 0):
     """Tokenizer and encoder; ``pretrained=False`` gives the same architecture, random weights.
@@ -138,7 +152,10 @@ class EmbeddingCache:
     """Vectors on disk, keyed by text hash, one folder per model configuration.
 
     Each :meth:`put` writes one new shard (``.npz``: keys and vectors) atomically, so an
-    interrupted run never leaves a half-written file and concurrent readers see whole shards.
+    interrupted run never leaves a half-written file and concurrent readers see whole
+    shards. A shard is named by the SHA-256 of its bytes and read with
+    ``allow_pickle=False``: a damaged, truncated or foreign shard fails that check, is
+    discarded with one warning, and its texts are encoded again.
 
     Parameters
     ----------
@@ -158,15 +175,24 @@ class EmbeddingCache:
     def _load(self) -> dict[str, np.ndarray]:
         if self._vectors is None:
             self._vectors = {}
+            dims: set[int] = set()
+            damaged = []
             for shard in sorted(self.folder.glob("*.npz")):
                 try:
-                    with np.load(shard) as data:
-                        self._vectors.update(zip(data["keys"].tolist(), data["vectors"],
-                                                 strict=True))
-                except (OSError, ValueError, KeyError) as error:
-                    warnings.warn(f"embedding cache shard {shard} is damaged ({error}); "
-                                  "its texts will be encoded again", stacklevel=3)
-                    shard.unlink(missing_ok=True)  # recompute rather than trust
+                    keys, vectors = _read_shard(shard)
+                    if dims and vectors.shape[1] not in dims:
+                        raise ValueError(f"{vectors.shape[1]}-dimensional vectors, the "
+                                         f"others have {dims.pop()}")
+                except Exception as error:  # any damage: recompute rather than trust
+                    damaged.append(f"{shard.name}: {' '.join(str(error).split())[:120]}")
+                    shard.unlink(missing_ok=True)
+                    continue
+                dims.add(vectors.shape[1])
+                self._vectors.update(zip(keys.tolist(), vectors, strict=True))
+            if damaged:
+                warnings.warn(f"embedding cache {self.folder}: discarded {len(damaged)} "
+                              f"damaged shard(s) (first: {damaged[0]}); their texts will be "
+                              "encoded again", stacklevel=3)
         return self._vectors
 
     def get(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[int]]:
@@ -180,15 +206,13 @@ class EmbeddingCache:
         if not len(texts):
             return
         keys = np.array([self.key(t) for t in texts])
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, keys=keys, vectors=vectors.astype(np.float32))
-
-        atomic_write(self.folder / f"{name}.npz", write)
-        self._load().update(zip(keys.tolist(), vectors.astype(np.float32), strict=True))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=keys, vectors=vectors)
+        data = buffer.getvalue()
+        name = hashlib.sha256(data).hexdigest()[:32]
+        atomic_write(self.folder / f"{name}.npz", lambda tmp: Path(tmp).write_bytes(data))
+        self._load().update(zip(keys.tolist(), vectors, strict=True))
 
     def __len__(self) -> int:
         return len(self._load())
@@ -249,9 +273,9 @@ class TextEncoder:
         if cache is False or cache is None:
             return None
         if cache is True:
-            from xsell.cache import cache_dir
+            from xsell.cache import cache_dir, cache_enabled
 
-            if os.environ.get("XSELL_CACHE", "on").lower() in ("off", "0", "false", "no"):
+            if not cache_enabled():
                 return None
             root = cache_dir() / "embeddings"
         else:

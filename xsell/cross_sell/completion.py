@@ -20,6 +20,7 @@ completion tasks built from each user's last training basket, as the hybrids do.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,34 @@ SIGNALS = ["co-occurrence", "text similarity", "department transition", "popular
 
 #: The default personal signals -- EASE and the LM two-tower, each reading history + cart.
 DEFAULT_USER_MODELS: dict[str, dict] = {"ease": {}, "two-tower": {}}
+
+
+@dataclass
+class SignalModels:
+    """What a completer's signals read, fitted on one training dataset.
+
+    Attributes
+    ----------
+    cooccurrence : xsell.models.base.Recommender
+        Conditional co-occurrence within baskets.
+    user_models : dict of str to xsell.models.base.Recommender
+        The personal signals by registered name.
+    transitions : xsell.cross_sell.transitions.DepartmentTransitions
+        The department-transition model.
+    embeddings : numpy.ndarray
+        Frozen-LM item embeddings (catalogue x dim, unit length).
+    log_popularity : numpy.ndarray
+        log(1 + distinct buyers) per catalogue item.
+    seen : numpy.ndarray
+        Items bought in the training data (the only candidates).
+    """
+
+    cooccurrence: Recommender
+    user_models: dict
+    transitions: DepartmentTransitions
+    embeddings: np.ndarray
+    log_popularity: np.ndarray
+    seen: np.ndarray
 
 
 class BasketCompleter(Recommender):
@@ -73,6 +102,8 @@ class BasketCompleter(Recommender):
     ----------
     weights_ : pandas.Series
         Learnt weight of each signal (:attr:`signal_names`).
+    signal_models_ : xsell.cross_sell.completion.SignalModels
+        The signals, refitted on all of the training data.
     holdout_recall_ : float
         Recall@10 on the held-out carts at those weights.
     """
@@ -101,7 +132,7 @@ class BasketCompleter(Recommender):
         if task.n_points == 0:
             warnings.warn("no held-out training basket spans two departments: the "
                           "completer's signals get equal weights", stacklevel=2)
-            self.parts_ = self._fit_signals(train)
+            self.signal_models_ = self._fit_signals(train)
             self.weights_ = pd.Series(1.0 / len(self.signal_names), index=self.signal_names,
                                       name="weight")
             self.holdout_recall_ = self.candidate_recall_ = float("nan")
@@ -111,7 +142,7 @@ class BasketCompleter(Recommender):
             rng = np.random.default_rng(self.seed)
             keep = np.sort(rng.choice(task.n_points, self.max_fit_baskets, replace=False))
         fit_data = inner.train_dataset(include_validation=True)
-        self.parts_ = self._fit_signals(fit_data)
+        self.signal_models_ = self._fit_signals(fit_data)
         X, row, relevant, n_targets = [], [], [], []
         for start in range(0, len(keep), 256):
             idx = keep[start:start + 256]
@@ -129,31 +160,42 @@ class BasketCompleter(Recommender):
         weights, self.holdout_recall_ = fit_weights(X, row, relevant, n_targets, "recall", 10)
         self.weights_ = pd.Series(weights, index=self.signal_names, name="weight")
         self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))
-        self.parts_ = self._fit_signals(train)
+        self.signal_models_ = self._fit_signals(train)
         return self
 
-    def _fit_signals(self, data: Dataset) -> dict:
-        from xsell.experiments import fit_model
+    def _fitted_state(self) -> dict:
+        state = super()._fitted_state()
+        models = state.pop("signal_models_")
+        state["signal_models_"] = {f.name: getattr(models, f.name) for f in fields(models)}
+        return state
+
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        state = dict(state)
+        signals = SignalModels(**state.pop("signal_models_"))
+        super()._restore_state(state, dataset)
+        self.signal_models_ = signals
+
+    def _fit_signals(self, data: Dataset) -> SignalModels:
+        from xsell.models.fitting import fit_model
 
         users = self._user_models()
         steps = tqdm(total=3 + len(users), desc="completer signals", disable=not self.progress)
-        parts = {"cooc": fit_model("cooccurrence", {"normalize": "conditional"}, data,
-                                   cache=self.cache)}
+        cooc = fit_model("cooccurrence", {"normalize": "conditional"}, data, cache=self.cache)
         steps.update()
-        parts["users"] = {}
+        user_models = {}
         for name, params in users.items():
-            parts["users"][name] = fit_model(name, dict(params), data, cache=self.cache)
+            user_models[name] = fit_model(name, dict(params), data, cache=self.cache)
             steps.update()
-        parts["transitions"] = DepartmentTransitions(seed=self.seed).fit(data)
+        transitions = DepartmentTransitions(seed=self.seed).fit(data)
         steps.update()
-        parts["embeddings"] = TextEncoder(self.encoder, progress=self.progress).encode(
+        embeddings = TextEncoder(self.encoder, progress=self.progress).encode(
             item_texts(data).tolist())
         steps.update()
         steps.close()
         buyers = data.interactions.drop_duplicates([S.USER, S.ITEM])[S.ITEM].value_counts()
-        parts["log_popularity"] = np.log1p(buyers.reindex(data.item_index).fillna(0).to_numpy())
-        parts["seen"] = buyers.reindex(data.item_index).fillna(0).to_numpy() > 0
-        return parts
+        buyers = buyers.reindex(data.item_index).fillna(0).to_numpy()
+        return SignalModels(cooc, user_models, transitions, embeddings, np.log1p(buyers),
+                            buyers > 0)
 
     def signals(self, users: np.ndarray, history: pd.DataFrame,
                 data: Dataset | None = None) -> list[np.ndarray]:
@@ -162,27 +204,27 @@ class BasketCompleter(Recommender):
         ``history`` holds the users' rows; each user's last basket is the cart.
         """
         data = data if data is not None else self.dataset_
-        parts = self.parts_
+        models = self.signal_models_
         last = history.groupby(S.USER)[S.SEQ].transform("max")
         cart = history[history[S.SEQ] == last]
-        cooc = parts["cooc"].score(users, history=cart)
+        cooc = models.cooccurrence.score(users, history=cart)
         counts = sp.csr_matrix((np.ones(len(cart)),
                                 (pd.Index(users).get_indexer(cart[S.USER]),
                                  data.item_codes(cart[S.ITEM]))),
                                shape=(len(users), data.n_items))
         counts.data[:] = 1.0
-        mean = counts @ parts["embeddings"]
+        mean = counts @ models.embeddings
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-        text = mean @ parts["embeddings"].T
-        trans = parts["transitions"]
+        text = mean @ models.embeddings.T
+        trans = models.transitions
         depts = trans.departments_.get_indexer(data.item_category(trans.level))
         cart_depts = (counts @ sp.csr_matrix((np.ones(len(depts)), (np.arange(len(depts)),
                                                                     depts)),
                                              shape=(len(depts), len(trans.departments_))))
         dept = trans.item_log_proba((cart_depts.toarray() > 0).astype(float))
-        pop = np.broadcast_to(parts["log_popularity"], cooc.shape)
+        pop = np.broadcast_to(models.log_popularity, cooc.shape)
         personal = []
-        for model in parts["users"].values():
+        for model in models.user_models.values():
             s = model.score(users, history=history).astype(float)
             if not model.scores_unseen_items:
                 s[:, ~model.seen_items_] = -np.inf
@@ -199,7 +241,7 @@ class BasketCompleter(Recommender):
 
     def _candidates(self, users, history, data, blocked):
         scores = self.signals(users, history, data)
-        blocked = blocked | ~self.parts_["seen"][None, :]
+        blocked = blocked | ~self.signal_models_.seen[None, :]
         if self.new_only:
             rows = pd.Index(users).get_indexer(history[S.USER])
             blocked[rows, data.item_codes(history[S.ITEM])] = True

@@ -61,6 +61,10 @@ class CategoryControl(Recommender):
                                                                    codes)))
         return self
 
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        super()._restore_state(state, dataset)
+        self.scores_unseen_items = self.model.scores_unseen_items
+
     def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
                      history: pd.DataFrame | None) -> np.ndarray:
         from xsell.data import schema as S
@@ -155,8 +159,8 @@ def reach_curve(split, name: str, params: dict, reaches=(0.0, 0.1, 0.25, 0.5, 1.
 def _reach_curve(split, name, params, reaches, k, level, pool, cache) -> pd.DataFrame:
     from xsell.data import schema as S
     from xsell.evaluation import next_basket_task
-    from xsell.experiments import fit_model
     from xsell.metrics import recall_at_k
+    from xsell.models.fitting import fit_model
 
     train = split.train_dataset(include_validation=True)
     model = fit_model(name, params, train, cache=cache)

@@ -41,7 +41,7 @@ class Explainer:
 
     def fit(self, train: Dataset) -> Explainer:
         """Fit the co-occurrence evidence and embed the catalogue."""
-        from xsell.experiments import fit_model
+        from xsell.models.fitting import fit_model
 
         self.dataset_ = train
         self.cooc_ = fit_model("cooccurrence", {"normalize": "conditional"}, train,

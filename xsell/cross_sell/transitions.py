@@ -13,7 +13,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.special import expit
 
+from xsell.checkpoint import Saveable
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
@@ -45,7 +47,7 @@ def department_lift(dataset: Dataset, level: int = 0) -> pd.DataFrame:
     return pd.DataFrame(lift, index=names, columns=names)
 
 
-class DepartmentTransitions:
+class DepartmentTransitions(Saveable):
     """P(department d is in the basket | the basket's other departments), learnt.
 
     A multinomial logistic regression is trained on the training baskets that span two
@@ -63,6 +65,14 @@ class DepartmentTransitions:
         Training baskets used at most (a seeded sample).
     seed : int
         Seed of that sample.
+
+    Attributes
+    ----------
+    departments_ : pandas.Index
+        The departments, in column order.
+    classes_, coef_, intercept_ : numpy.ndarray or None
+        The fitted regression (departments it can predict, weights, intercepts); ``None``
+        when no basket spans two departments (transitions are then uniform).
     """
 
     def __init__(self, level: int = 0, C: float = 1.0, max_baskets: int = 30000,
@@ -83,7 +93,7 @@ class DepartmentTransitions:
         if len(multi) == 0 or len(self.departments_) < 2:
             warnings.warn("no training basket spans two departments: department "
                           "transitions are uniform", stacklevel=2)
-            self.model_ = None
+            self.classes_ = self.coef_ = self.intercept_ = None
             return self
         rng = np.random.default_rng(self.seed)
         if len(multi) > self.max_baskets:
@@ -92,19 +102,35 @@ class DepartmentTransitions:
         row, label = np.nonzero(dense)
         X = dense[row]
         X[np.arange(len(row)), label] = 0.0  # the department to predict is hidden
-        self.model_ = LogisticRegression(C=self.C, max_iter=500).fit(X, label)
+        model = LogisticRegression(C=self.C, max_iter=500).fit(X, label)
+        # Kept as arrays: they are what prediction needs, and they save safely.
+        self.classes_, self.coef_, self.intercept_ = model.classes_, model.coef_, \
+            model.intercept_
         return self
 
     def log_proba(self, cart_departments: np.ndarray) -> np.ndarray:
         """Log-probabilities of each department, one row per cart (0/1 department rows)."""
-        if self.model_ is None:
+        if self.coef_ is None:
             return np.full((len(cart_departments), len(self.departments_)),
                            -np.log(len(self.departments_)))
         out = np.full((len(cart_departments), len(self.departments_)), np.log(1e-9))
-        out[:, self.model_.classes_] = self.model_.predict_log_proba(cart_departments)
+        out[:, self.classes_] = _log_proba(np.asarray(cart_departments, dtype=float),
+                                           self.coef_, self.intercept_)
         return out
 
     def item_log_proba(self, cart_departments: np.ndarray) -> np.ndarray:
         """Per cart, the log-probability of every catalogue item's department."""
         codes = self.departments_.get_indexer(self.dataset_.item_category(self.level))
         return self.log_proba(cart_departments)[:, codes]
+
+
+def _log_proba(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``LogisticRegression.predict_log_proba``, step for step."""
+    scores = X @ coef.T + intercept
+    if coef.shape[0] == 1:  # two classes: one logistic
+        p = expit(scores.ravel())
+        return np.log(np.vstack([1.0 - p, p]).T)
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return np.log(scores)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xsell.checkpoint import Saveable
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
@@ -54,13 +55,22 @@ def popularity_tiebreak(counts: sp.csr_matrix) -> np.ndarray:
     return 1e-6 * pop / max(pop.max(initial=0.0), 1.0)
 
 
-class Recommender:
+class Recommender(Saveable):
     """Base class of every model.
 
     Subclasses implement :meth:`fit` (calling ``self._remember(train)`` first) and
     ``_score_history``; they may override :meth:`history_matrix` to weight a history their
     own way (buy-again weights recent purchases more).
+
+    A fitted model is saved with ``model.save(folder)`` and read back with
+    ``Class.load(folder, train)`` (:class:`~xsell.checkpoint.Saveable`: JSON + ``.npz`` /
+    parquet / safetensors, checksummed, no pickle); ``train`` must be the data it was
+    fitted on, and everything derived from it is rebuilt rather than stored.
     """
+
+    #: Rebuilt from the training data by :meth:`_remember` on load.
+    _derived_state = frozenset({"dataset_", "users_", "items_", "train_history_",
+                                "seen_items_"})
 
     #: Users scored at once by :meth:`recommend` (bounds memory).
     score_batch_size: int = 256
@@ -88,6 +98,11 @@ class Recommender:
         return interaction_matrix(interactions, users, self.items_)
 
     # ------------------------------------------------------------------ provided
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        self._remember(dataset)
+        for key, value in state.items():
+            setattr(self, key, value)
+
     def _remember(self, train: Dataset) -> None:
         # Every model needs the id maps and its view of each user's training history.
         self.dataset_ = train

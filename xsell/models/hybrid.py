@@ -29,6 +29,8 @@ from xsell.evaluation import select_targets
 from xsell.models.base import Recommender
 from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
+from xsell.models.fitting import fit_model
+from xsell.models.trees import decision_function, tree_arrays
 
 #: The default components of the hybrids -- the grocery baseline (buy-again), three
 #: collaborative filters and the pre-trained-LM two-tower, all at default settings.
@@ -128,6 +130,9 @@ class Hybrid(Recommender):
         Baskets held out per user.
     """
 
+    #: Rebuilt from the training data on load.
+    _derived_state = Recommender._derived_state | {"features_"}
+
     def __init__(self, components: dict | None = None, objective: str = "all",
                  n_candidates: int = 100, max_fit_users: int = 2000,
                  holdout_baskets: int | str = "auto", cache: bool = True, seed: int = 0,
@@ -188,8 +193,6 @@ class Hybrid(Recommender):
         return self.holdout_baskets
 
     def _fit_components(self, data: Dataset) -> dict[str, Recommender]:
-        from xsell.experiments import fit_model
-
         specs = self.components if self.components is not None else DEFAULT_COMPONENTS
         bar = tqdm(specs.items(), desc="hybrid components", disable=not self.progress)
         return {name: fit_model(name, dict(params), data, cache=self.cache)
@@ -277,6 +280,11 @@ class Hybrid(Recommender):
 
     def _combine(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        super()._restore_state(state, dataset)
+        self.features_ = PairFeatures(dataset)
+        self.scores_unseen_items = any(m.scores_unseen_items for m in self.components_.values())
 
     @property
     def component_names(self) -> list[str]:
@@ -394,8 +402,10 @@ class LearnedReranker(Hybrid):
 
     Attributes
     ----------
-    model_ : sklearn.ensemble.HistGradientBoostingClassifier
-        The fitted classifier.
+    trees_ : dict of str to numpy.ndarray
+        The fitted classifier's trees as arrays (:mod:`xsell.models.trees`), which is
+        what it predicts with and what it saves (scikit-learn's model has no safe file
+        format).
     feature_names_ : list of str
         Column names of its input.
     """
@@ -419,15 +429,16 @@ class LearnedReranker(Hybrid):
         names = self.component_names
         self.feature_names_ = ([f"z:{n}" for n in names] + [f"rrf:{n}" for n in names]
                                + CONTEXT_FEATURES)
-        self.model_ = HistGradientBoostingClassifier(
+        model = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=False,
             random_state=self.seed).fit(X, relevant)
+        self.trees_ = tree_arrays(model)
         metric, k = OBJECTIVES[self.objective]
         self.holdout_score_ = grouped_metric(row, self._combine(X), relevant, n_targets,
                                              metric, k)  # in-sample: an optimistic figure
 
     def _combine(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.decision_function(X)
+        return decision_function(self.trees_, X)
 
 
 def _count_matrix(data: Dataset) -> sp.csr_matrix:

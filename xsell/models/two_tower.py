@@ -27,7 +27,6 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from xsell.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.losses import in_batch_softmax_loss, mse_loss
@@ -36,12 +35,6 @@ from xsell.models.base import Recommender, interaction_matrix
 from xsell.models.behaviour import States, decay_weights, top_items, training_states
 from xsell.models.towers import ItemTower, TextUserTower, UserTower
 from xsell.text import DEFAULT_MODEL, TextEncoder, history_text, item_texts
-
-#: Hyperparameters saved with a checkpoint (everything :class:`TwoTower` is built from).
-PARAMS = ("encoder", "pretrained", "item_features", "text_items", "user_tower", "dim", "half_life",
-          "max_history", "targets", "objective", "temperature", "logq", "lr", "weight_decay",
-          "batch_size", "max_epochs", "patience", "validation_users", "history_text_items",
-          "max_states_per_user", "id_dropout", "finetune_layers", "lora_rank", "finetune_lr", "seed")
 
 
 class TwoTower(Recommender):
@@ -151,14 +144,6 @@ class TwoTower(Recommender):
         self.finetune_lr = finetune_lr
         self.seed = seed
         self.progress = progress
-
-    def __getstate__(self) -> dict:
-        # Pickled (cached) models drop the language model: fitted, they only need tables.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_encoder", "top_layers_")}
-
-    def get_params(self) -> dict:
-        """Hyperparameters (scikit-learn style)."""
-        return {p: getattr(self, p) for p in PARAMS}
 
     @property
     def scores_unseen_items(self) -> bool:  # type: ignore[override]
@@ -440,50 +425,28 @@ class TwoTower(Recommender):
             scores += bias[:-1] + bias[-1]
         return scores
 
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, folder) -> None:
-        """Weights (safetensors) and hyperparameters (JSON) into ``folder``."""
-        tensors = dict(self._modules().state_dict())
-        tensors["bias"] = self.bias_.data
-        config = {"model": "TwoTower", "params": self.get_params(),
-                  "n_items": len(self.items_), "text_dim": int(self.item_tower_.text.shape[-1])
-                  if self.item_tower_.text.numel() else 0,
-                  "item_ids_sha256": _ids_hash(self.items_)}
-        save_checkpoint(folder, tensors, config)
+    # ------------------------------------------------------------------ saving
+    def _fitted_state(self) -> dict:
+        """The networks' weights (safetensors) and the training record; the item table
+        is recomputed from them on load, as at the end of :meth:`fit`."""
+        text = self.item_tower_.text
+        return {"weights": dict(self._modules().state_dict()), "bias": self.bias_.data,
+                "text_dim": int(text.shape[-1]) if text.numel() else 0,
+                "history_": self.history_, "fit_seconds_": self.fit_seconds_}
 
-    @classmethod
-    def load(cls, folder, train: Dataset) -> TwoTower:
-        """Rebuild a saved model for the catalogue of ``train`` (the data it was fitted on).
-
-        Raises
-        ------
-        xsell.checkpoint.CheckpointError
-            If the files are damaged or the catalogue differs from the saved one.
-        """
-        tensors, config = load_checkpoint(folder, expect={"model": "TwoTower"})
-        model = cls(**config["params"])
-        model._remember(train)
-        if (len(model.items_) != config["n_items"]
-                or _ids_hash(model.items_) != config["item_ids_sha256"]):
-            raise CheckpointError(f"{folder}: saved for a catalogue of {config['n_items']} "
-                                  f"items with other ids; this dataset has {len(model.items_)}")
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        self._check()
+        self._remember(dataset)
+        tensors = dict(state["weights"])
         text = tensors.get("item.text")
         rows, id_items = tensors.get("item.id_rows"), None
         if rows is not None:  # items with an id vector; the padding row is the table's last
             id_items = torch.nonzero(rows < tensors["item.ids.weight"].shape[0] - 1).flatten()
-        model._build(text if text is not None and text.numel() else None, config["n_items"],
-                     config["text_dim"], id_items)
-        model.bias_.data = tensors.pop("bias")
-        try:
-            model._modules().load_state_dict(tensors)
-        except RuntimeError as err:
-            raise CheckpointError(f"{folder}: weights do not fit the saved config ({err})") from err
-        model._modules().eval()
-        model.item_vectors_ = model._all_item_vectors()
-        return model
-
-
-def _ids_hash(index: pd.Index) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(map(str, index)).encode()).hexdigest()[:16]
+        self._build(text if text is not None and text.numel() else None, len(self.items_),
+                    state["text_dim"], id_items)
+        self.bias_.data = state["bias"]
+        self.top_layers_ = None
+        self._modules().load_state_dict(tensors)
+        self._modules().eval()
+        self.history_, self.fit_seconds_ = state["history_"], state["fit_seconds_"]
+        self.item_vectors_ = self._all_item_vectors()

@@ -50,10 +50,11 @@ def machine() -> dict:
 
 
 def load_split(data: str | None):
-    from xsell.data import clean, leave_last_basket_out, load_dataset
+    from xsell.data import load_dataset
+    from xsell.data.prepare import prepare
 
-    dataset, _ = clean(load_dataset(data), min_user_baskets=3)
-    return dataset, leave_last_basket_out(dataset)
+    prepared = prepare(load_dataset(data))
+    return prepared.data, prepared.split
 
 
 def time_one(name: str, params: dict, data: str | None) -> dict:

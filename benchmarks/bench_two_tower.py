@@ -35,12 +35,14 @@ def main() -> int:
 
     import torch
 
-    from xsell.data import clean, leave_last_basket_out, load_dataset
+    from xsell.data import load_dataset
+    from xsell.data.prepare import prepare
     from xsell.models.two_tower import TwoTower
     from xsell.text import TextEncoder, item_texts
 
-    dataset, _ = clean(load_dataset(args.data), min_user_baskets=3)
-    train = leave_last_basket_out(dataset).train_dataset(include_validation=True)
+    prepared = prepare(load_dataset(args.data))
+    dataset = prepared.data
+    train = prepared.split.train_dataset(include_validation=True)
     report = {"dataset": dataset.name, "users": train.n_users, "items": train.n_items,
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -67,10 +68,65 @@ def test_recommend_and_complete_on_the_synthetic_shop(tmp_path, capsys, monkeypa
     assert main(["recommend", *args, "--user", "U00003", "--k", "4"]) == 0
     out = capsys.readouterr().out
     assert "because" in out and "new_department" in out and len(out.splitlines()) == 5
-    assert main(["recommend", *args, "--user", "nobody", "--k", "3"]) == 0
+    assert main(["recommend", *args, "--user", "nobody", "--k", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown user 'nobody'" in err and "--new-user" in err and "--history" in err
+    assert main(["recommend", *args, "--new-user", "--k", "3"]) == 0
     assert "cold-start fallback" in capsys.readouterr().out
+    assert main(["recommend", *args, "--history", "P00001,P00131", "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "because" in out and len(out.splitlines()) == 4
     assert main(["complete", *args, "--items", "P00001,P00131", "--k", "3"]) == 0
     out = capsys.readouterr().out
     assert "complements from other departments" in out and "Fuji Apples" in out
     assert main(["complete", *args, "--items", "P00001,NOPE"]) == 2
     assert "NOPE" in capsys.readouterr().err
+
+
+def test_evaluate_out_is_checked_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    import xsell.experiments
+
+    monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
+    monkeypatch.setattr(xsell.experiments, "evaluate_dataset",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("evaluated")))
+    (tmp_path / "results").mkdir()
+    code = main(["evaluate", "--synthetic", "--users", "60", "--models", "popularity",
+                 "--out", str(tmp_path / "results")])
+    assert code == 2 and "is a folder" in capsys.readouterr().err
+
+
+def test_evaluate_default_baseline_and_none(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    base = ["evaluate", "--synthetic", "--users", "60", "--models", "popularity,buy-again",
+            "--no-tune", "--bootstrap", "10", "--variants", "all", "--k", "10"]
+    assert main([*base, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert any(r["p_value"] is not None for r in rows if r["model"] == "buy-again")
+    assert main([*base, "--baseline", "none", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert all(r["p_value"] is None for r in rows)
+
+
+def test_recommend_and_complete_on_the_example_shop(tmp_path, capsys, monkeypatch):
+    """The README's own five-customer shop: too small to learn weights on (the hybrid and
+    the completer fall back to equal weights, with a warning), still served properly."""
+    import pandas as pd
+    from conftest import REPO
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    shop = REPO / "data" / "example"
+    inter = pd.read_csv(shop / "interactions.csv", dtype=str)
+    items = pd.read_csv(shop / "items.csv", dtype=str).set_index("item_id")
+    def listed_titles(out: str) -> list[str]:  # the first column of each ranked row
+        return [m.group(1) for m in re.finditer(r"^\s*\d+\s+(\S.*?)\s{2,}", out, re.M)]
+
+    assert main(["recommend", "--data", str(shop), "--user", "alice", "--k", "10"]) == 0
+    listed = listed_titles(capsys.readouterr().out)
+    bought = set(items.loc[inter.loc[inter["user_id"] == "alice", "item_id"], "title"])
+    assert listed and not bought & set(listed)  # new items only, no padding with old ones
+    assert main(["complete", "--data", str(shop), "--items", "B001", "--k", "10"]) == 0
+    listed = listed_titles(capsys.readouterr().out.split("other departments:")[-1])
+    sports = set(items.loc[items["category"].str.startswith("sports"), "title"])
+    assert listed and not set(listed) & sports  # B001 is sports: nothing from sports

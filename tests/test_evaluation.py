@@ -172,6 +172,7 @@ def test_cli_evaluate_rejects_bad_input(tmp_path, capsys):
 
 def test_cli_evaluate_on_an_unseen_generic_dataset(bookshop_dir, tmp_path):
     """Another domain, one item per basket, deeper categories: no code changes needed."""
+    import xsell.cross_sell  # noqa: F401 - registers the basket completer, as the CLI does
     from xsell.models.registry import MODELS
 
     out = tmp_path / "books.json"

@@ -16,9 +16,9 @@ from xsell.models.hybrid import (
     RankFusion,
     ScoreFusion,
     WeightedFusion,
-    fit_weights,
 )
 from xsell.models.registry import model_class
+from xsell.models.stacking import fit_weights
 
 CF = {"buy-again": {}, "cooccurrence": {}, "ease": {"l2": 50.0}}
 
@@ -102,14 +102,38 @@ def test_hybrid_beats_its_weakest_component_on_validation(split):
     assert value["fused"] > value["alone"]
 
 
-def test_bad_objective_and_tiny_data_are_refused(split):
+def test_bad_objective_is_refused_and_tiny_data_falls_back_to_equal_weights(split):
     train = split.train_dataset()
     with pytest.raises(ValueError, match="objective"):
         ScoreFusion(components=CF, objective="everything", cache=False).fit(train)
     one_basket = train.with_interactions(
         train.interactions[train.interactions["seq"] == 0].reset_index(drop=True))
-    with pytest.raises(ValueError, match="two baskets"):
-        ScoreFusion(components=CF, cache=False, progress=False).fit(one_basket)
+    for cls in (ScoreFusion, LearnedReranker):
+        with pytest.warns(UserWarning, match="two baskets.*equal weights"):
+            model = cls(components=CF, cache=False, progress=False).fit(one_basket)
+        assert np.isnan(model.candidate_recall_) and np.isnan(model.holdout_score_)
+        top = model.recommend(one_basket.user_index[:5], k=5)
+        assert top.shape == (5, 5)
+    weights = ScoreFusion(components=CF, cache=False, progress=False)
+    with pytest.warns(UserWarning):
+        weights.fit(one_basket)
+    assert weights.weights_.drop("new department").nunique() == 1
+    assert weights.weights_["new department"] == 0.0
+
+
+def test_a_small_shop_leaves_its_users_two_baskets_to_fit_on():
+    from xsell.data.synthetic import make_synthetic_shop
+
+    shop = make_synthetic_shop(n_users=40, seed=5)
+    six = shop.interactions[shop.interactions["seq"] < 6]
+    six = six[six.groupby("user_id")["seq"].transform("max") == 5]  # 6 baskets each
+    data = shop.with_interactions(six.reset_index(drop=True))
+    model = WeightedFusion(components=CF, cache=False, progress=False)
+    fit_data, held = model._hold_out(data)
+    assert model.holdout_depth_ == 4  # 5 would leave one basket each
+    assert (fit_data.interactions.groupby("user_id")["seq"].nunique() == 2).all()
+    model.fit(data)
+    assert np.isfinite(model.holdout_score_)
 
 
 def test_registry_names_the_hybrids():

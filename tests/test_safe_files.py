@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import xsell.cross_sell  # noqa: F401 - registers the basket completer
 from xsell.cache import memoize
 from xsell.checkpoint import (
     CheckpointError,

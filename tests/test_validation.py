@@ -159,3 +159,34 @@ def test_problems_of_both_files_reported_together(tmp_path, interactions_frame, 
     items.loc[0, "title"] = ""
     expect_error(tmp_path, inter, items, "interactions.csv, column 'timestamp'",
                  "items.csv, column 'title'")
+
+
+@pytest.mark.parametrize("column,value,fragment", [
+    ("quantity", -1, "negative values"), ("quantity", float("inf"), "infinite values"),
+    ("rating", float("-inf"), "infinite values")])
+def test_numbers_must_be_finite_and_quantities_non_negative(interactions_frame, items_frame,
+                                                            column, value, fragment):
+    inter = interactions_frame.copy()
+    inter[column] = 1.0
+    inter.loc[3, column] = value
+    with pytest.raises(DataValidationError, match=rf"column '{column}': {fragment}.*row 3"):
+        Dataset.from_frames(inter, items_frame)
+
+
+def test_zero_quantity_and_missing_price_are_accepted(interactions_frame, items_frame):
+    inter, items = interactions_frame.copy(), items_frame.copy()
+    inter.loc[0, "quantity"] = 0
+    items.loc[0, "price"] = None
+    Dataset.from_frames(inter, items)
+
+
+def test_millisecond_timestamps_are_refused(interactions_frame, items_frame):
+    inter = interactions_frame.copy()
+    seconds = pd.to_datetime(inter["timestamp"]).astype("datetime64[s]").astype("int64")
+    inter["timestamp"] = seconds * 1000
+    with pytest.raises(DataValidationError, match="look like milliseconds.*divide the column "
+                                                  "by 1,000"):
+        Dataset.from_frames(inter, items_frame)
+    inter["timestamp"] = seconds * 1_000_000
+    with pytest.raises(DataValidationError, match="look like microseconds"):
+        Dataset.from_frames(inter, items_frame)

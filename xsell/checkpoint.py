@@ -88,9 +88,9 @@ class Saveable:
     scikit-learn's conventions: hyperparameters are the constructor's arguments
     (:meth:`get_params`), fitted state the attributes whose names end in ``_``. What a
     subclass can rebuild from the training data is listed in ``_derived_state`` and
-    rebuilt by :meth:`_restore_state`; a subclass whose state is not plain values
-    (tensors of a network, a typed record) overrides :meth:`_fitted_state` and
-    :meth:`_restore_state`.
+    rebuilt by ``_restore_state``; a subclass whose state is not plain values
+    (tensors of a network, a typed record) overrides ``_fitted_state`` and
+    ``_restore_state``.
     """
 
     #: Fitted attributes rebuilt from the dataset on load instead of being saved.

@@ -7,24 +7,35 @@ Commands::
     xsell data export-complete-journey DIR [--households N]
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
     xsell evaluate       [data] --protocol P --models a,b --k 10,20 --out results.json
-    xsell recommend      [data] --user ID [--k 10] [--objective explore]
+    xsell recommend      [data] (--user ID | --history ID,ID | --new-user) [--k 10]
     xsell complete       [data] --items ID,ID,... [--user ID] [--k 10]
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
+
+Every bad input -- an argument, a data file, an output path -- is reported as one
+``xsell: error: <message>`` line with exit status 2, before any model is fitted (the
+catalogue of checks is in ``data/README.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 
+from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source, load_dataset
-from xsell.data.validation import DataValidationError
+from xsell.data.prepare import MIN_USER_BASKETS
+from xsell.errors import InputError
 from xsell.pipeline import RUN_MODELS
+
+#: Baskets a user needs to stay in the data of ``recommend`` and ``complete`` (the
+#: recipe's, :mod:`xsell.data.prepare`).
+SERVE_MIN_BASKETS = MIN_USER_BASKETS
 
 
 def _add_data_args(p: argparse.ArgumentParser, items_flag: str = "--items") -> None:
@@ -40,6 +51,7 @@ def _add_data_args(p: argparse.ArgumentParser, items_flag: str = "--items") -> N
 
 
 def _load(args: argparse.Namespace) -> Dataset:
+    _at_least(args.users, 1, "--users")
     if args.synthetic:
         from xsell.data.synthetic import make_synthetic_shop
 
@@ -66,20 +78,187 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_export_cj(args: argparse.Namespace) -> int:
     from xsell.data.complete_journey import export_complete_journey
+    from xsell.fileio import check_writable
 
+    if args.households is not None:
+        _at_least(args.households, 1, "--households")
+    for name in (S.INTERACTIONS_FILE, S.ITEMS_FILE):
+        check_writable(f"{args.folder}/{name}", "output folder")
     paths = export_complete_journey(args.folder, households=args.households, seed=args.seed)
     print("wrote " + " and ".join(str(p) for p in paths))
     return 0
 
 
+# ---------------------------------------------------------------------- argument checks
+def _at_least(value: int, low: int, flag: str) -> int:
+    if value < low:
+        raise InputError(f"{flag} {value}: must be a whole number of at least {low}")
+    return value
+
+
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cutoffs(text: str, flag: str = "--k") -> list[int]:
+    parts = _csv_list(text)
+    if not parts:
+        raise InputError(f"{flag} {text!r}: give one or more cut-offs, e.g. {flag} 10,20")
+    out = []
+    for part in parts:
+        try:
+            k = int(part)
+        except ValueError:
+            raise InputError(f"{flag} {text!r}: {part!r} is not a whole number; give positive "
+                             f"whole numbers separated by commas, e.g. {flag} 10,20") from None
+        if k < 1:
+            raise InputError(f"{flag} {text!r}: {k} is not a positive cut-off; every k must be "
+                             f"1 or more, e.g. {flag} 10,20")
+        out.append(k)
+    return out
+
+
+def _model_names(text: str, allow_empty: bool = False) -> list[str]:
+    import xsell.cross_sell  # noqa: F401 - registers the basket completer by name
+    from xsell.models.registry import MODELS, model_class
+
+    names = _csv_list(text)
+    if not names and not allow_empty:
+        raise InputError(f"--models {text!r}: give at least one model; available: "
+                         + ", ".join(MODELS))
+    for name in names:  # fail on a typo before loading anything
+        if name not in MODELS:
+            raise InputError(f"--models: unknown model {name!r}; available: "
+                             + ", ".join(MODELS))
+        model_class(name)
+    return names
+
+
+def _variants(text: str) -> list[str]:
+    from xsell.evaluation import VARIANTS
+
+    names = _csv_list(text)
+    if not names:
+        raise InputError(f"--variants {text!r}: give at least one of {', '.join(VARIANTS)}")
+    for name in names:
+        if name not in VARIANTS:
+            raise InputError(f"--variants: unknown variant {name!r}; choose from "
+                             + ", ".join(VARIANTS))
+    return names
+
+
+def _baseline(given: str | None, names: list[str]) -> str | None:
+    if given is None:  # the default: popularity when it is compared
+        return "popularity" if "popularity" in names else None
+    if given.lower() == "none":
+        return None
+    if given not in names:
+        raise InputError(f"--baseline {given!r} is not among --models ({', '.join(names)}); "
+                         "choose one of them, or --baseline none for no p-values")
+    return given
+
+
+def _out_file(path: str | None, example: str) -> None:
+    from xsell.fileio import check_writable
+
+    if path is not None:
+        if path.endswith(("/", "\\")):
+            raise InputError(f"--out {path}: is a folder path; --out names the file to "
+                             f"write, e.g. {path.rstrip('/')}/{example}")
+        check_writable(path, "--out file")
+
+
+# ---------------------------------------------------------------------- data checks
+def _check_histories(ds: Dataset, min_baskets: int, flag: str | None = None) -> None:
+    """Fail when cleaning (users with at least ``min_baskets`` baskets) would leave no
+    interaction, or no user with a basket to hold out."""
+    if ds.n_interactions == 0:
+        raise InputError(f"the data ({describe_source(ds)}) holds no interactions")
+    per_user = ds.interactions.groupby(S.USER)[S.BASKET].nunique()
+    kept = per_user[per_user >= min_baskets]
+    if kept.empty:
+        raise InputError(
+            f"no interactions left after cleaning: cleaning keeps users with at least "
+            f"{min_baskets} baskets{f' ({flag} {min_baskets})' if flag else ''}, and none of "
+            f"the {len(per_user):,} users has that many (the most is {int(per_user.max())}); "
+            + (f"lower {flag} or use" if flag else "use") + " data with longer histories")
+    if int(kept.max()) < 2:
+        raise InputError(f"no user has 2 or more baskets, so no basket can be held out for "
+                         f"testing ({len(kept):,} users, all with one basket)")
+
+
+def _check_protocol(ds: Dataset, args: argparse.Namespace) -> None:
+    if args.protocol != "cold-start":
+        return
+    from xsell.data.prepare import prepare
+    from xsell.evaluation import cold_start_task
+
+    task = cold_start_task(prepare(ds, min_user_baskets=args.min_baskets).split)
+    if task.n_points == 0:
+        raise InputError(
+            "--protocol cold-start: no test basket holds a cold item (one never bought in "
+            "training), so there is nothing to evaluate; use data with new products or "
+            "another --protocol (next-basket, rolling-origin, basket-completion, ratings)")
+
+
+def _plain(value) -> str:
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _check_user(cleaned: Dataset, raw: Dataset, user: str, command: str = "recommend") -> object:
+    """The user id in the data's dtype, or an error naming it (and how to serve a new one)."""
+    from xsell.cross_sell.completion import as_ids
+
+    uid = as_ids([user], cleaned.user_index)[0]
+    if cleaned.user_index.get_indexer([uid])[0] >= 0:
+        return uid
+    new = ("for a new customer give --history ITEM,ITEM (what they bought) or --new-user "
+           "(the items most users bought)" if command == "recommend" else
+           "for a new customer leave out --user (the cart alone is used)")
+    rid = as_ids([user], raw.user_index)[0]
+    if raw.user_index.get_indexer([rid])[0] >= 0:
+        n = int(raw.interactions.loc[raw.interactions["user_id"] == rid, "seq"].max()) + 1
+        why = (f"has {n} baskets, fewer than {SERVE_MIN_BASKETS}" if n < SERVE_MIN_BASKETS
+               else "buys far more or less than the other users (an outlier)")
+        raise InputError(f"user {_plain(rid)} {why}, so cleaning removed them from the "
+                         f"data the models learn from; {new}")
+    shown = ", ".join(_plain(u) for u in cleaned.user_index[:3])
+    raise InputError(f"unknown user {user!r}: not in the data ({cleaned.n_users:,} users, e.g. "
+                     f"{shown}); {new}")
+
+
+def _check_items(data: Dataset, items: list[str], flag: str) -> list:
+    from xsell.cross_sell.completion import as_ids
+
+    if not items:
+        raise InputError(f"{flag}: give at least one item id, e.g. {flag} "
+                         + ",".join(str(i) for i in data.item_index[:2]))
+    ids = as_ids(items, data.item_index)
+    unknown = [i for i, code in zip(items, data.item_index.get_indexer(ids), strict=True)
+               if code < 0]
+    if unknown:
+        raise InputError(f"{flag}: unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
+                         f"{' ...' if len(unknown) > 5 else ''}: not in the catalogue "
+                         f"({data.n_items:,} items, e.g. "
+                         f"{', '.join(_plain(i) for i in data.item_index[:3])})")
+    return list(ids)
+
+
+# ---------------------------------------------------------------------- commands
 def _cmd_run(args: argparse.Namespace) -> int:
     from xsell.fileio import save_json
     from xsell.pipeline import run
 
+    names = _model_names(args.models, allow_empty=True)
+    if args.out:
+        from xsell.fileio import check_writable
+
+        check_writable(f"{args.out}/run.json", "--out folder")
     t = time.perf_counter()
     ds = _load(args)
     load_s = time.perf_counter() - t
-    result = run(ds, seed=args.seed, models=_csv_list(args.models), tuned=args.tune)
+    _check_histories(ds, MIN_USER_BASKETS)
+    result = run(ds, seed=args.seed, models=names, tuned=args.tune)
     result.seconds = {"load": load_s, **result.seconds}
     print(result.report())
     if args.out:
@@ -88,24 +267,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from xsell.experiments import evaluate_dataset
-    from xsell.models.registry import model_class
 
-    ks = [int(k) for k in _csv_list(args.k)]
-    variants = _csv_list(args.variants)
-    names = _csv_list(args.models)
-    for name in names:  # fail on a typo before loading anything
-        model_class(name)
+    ks = _cutoffs(args.k)
+    variants = _variants(args.variants)
+    names = _model_names(args.models)
+    baseline = _baseline(args.baseline, names)
+    _at_least(args.bootstrap, 1, "--bootstrap")
+    _at_least(args.n_origins, 1, "--n-origins")
+    _at_least(args.min_baskets, 1, "--min-baskets")
+    _out_file(args.out, "results.json")
     ds = _load(args)
-    result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
-                              baseline=args.baseline, tuned=not args.no_tune,
-                              n_origins=args.n_origins, n_boot=args.bootstrap, seed=args.seed,
-                              min_user_baskets=args.min_baskets)
+    _check_histories(ds, args.min_baskets, "--min-baskets")
+    _check_protocol(ds, args)
+    try:
+        result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
+                                  baseline=baseline, tuned=not args.no_tune,
+                                  n_origins=args.n_origins, n_boot=args.bootstrap,
+                                  seed=args.seed, min_user_baskets=args.min_baskets)
+    except KeyError as err:  # an empty result table has no 'value' / 'variant' column
+        if err.args and err.args[0] in ("value", "variant", "model", "metric"):
+            raise InputError(f"--protocol {args.protocol}: no test points to evaluate on "
+                             f"this data (after cleaning with --min-baskets "
+                             f"{args.min_baskets}); try another --protocol or more data") \
+                from None
+        raise
     print(result.table_text())
     if args.out:
         from xsell.fileio import save_json
@@ -126,15 +313,31 @@ def _print_table(table, note: str | None = None) -> None:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from xsell.cross_sell.explain import Explainer
-    from xsell.cross_sell.service import recommend_for_user
+    from xsell.cross_sell.service import popular_for_new_user, recommend_for_user
     from xsell.experiments import fit_model
 
-    data = _clean(_load(args))
-    print(f"fitting (or loading from the cache) the hybrid, objective {args.objective!r} ...",
-          file=sys.stderr)
-    model = fit_model("hybrid", {"objective": args.objective}, data, cache=True)
-    table = recommend_for_user(model, args.user, k=args.k,
-                               explainer=Explainer().fit(data))
+    _at_least(args.k, 1, "--k")
+    given = [flag for flag, v in (("--user", args.user), ("--history", args.history),
+                                  ("--new-user", args.new_user or None)) if v is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one of --user ID (a customer in the data), --history "
+                         "ITEM,ITEM (a new customer's purchases) or --new-user (a new customer "
+                         f"with no purchases){'; got ' + ' and '.join(given) if given else ''}")
+    raw = _load(args)
+    data = _clean(raw)
+    user = history = None
+    if args.user is not None:
+        user = _check_user(data, raw, args.user)
+    elif args.history is not None:
+        history = _check_items(data, _csv_list(args.history), "--history")
+    if args.new_user:  # no history to rank for: no model needed
+        table = popular_for_new_user(data, k=args.k)
+    else:
+        print(f"fitting (or loading from the cache) the hybrid, objective {args.objective!r} "
+              "...", file=sys.stderr)
+        model = fit_model("hybrid", {"objective": args.objective}, data, cache=True)
+        table = recommend_for_user(model, user, k=args.k, explainer=Explainer().fit(data),
+                                   history=history)
     if table.attrs.get("fallback"):
         print(f"note: {table.attrs['fallback']}")
     table.index = range(1, len(table) + 1)
@@ -144,15 +347,24 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 def _cmd_complete(args: argparse.Namespace) -> int:
     from xsell.cross_sell.explain import Explainer
-    from xsell.cross_sell.service import cart_summary, complete_cart
+    from xsell.cross_sell.service import cart_summary, complete_cart, departments_left
 
-    data = _clean(_load(args))
-    items = _csv_list(args.cart)
+    _at_least(args.k, 1, "--k")
+    if not _csv_list(args.cart):
+        raise InputError(f"--items {args.cart!r}: the cart is empty; give at least one item id")
+    raw = _load(args)
+    data = _clean(raw)
+    items = _check_items(data, _csv_list(args.cart), "--items")
+    user = _check_user(data, raw, args.user, "complete") if args.user is not None else None
+    try:
+        departments_left(data, items)
+    except ValueError as err:
+        raise InputError(f"--items: {err}") from None
     print("cart:")
     _print_table(cart_summary(data, items))
     print("fitting (or loading from the cache) the basket completer ...", file=sys.stderr)
     completer = _fit_completer(data)
-    table = complete_cart(completer, items, user=args.user, k=args.k,
+    table = complete_cart(completer, items, user=user, k=args.k,
                           explainer=Explainer().fit(data))
     table.index = range(1, len(table) + 1)
     print("\ncomplements from other departments:")
@@ -167,9 +379,10 @@ def _fit_completer(data):
 
 
 def _clean(ds: Dataset) -> Dataset:
-    from xsell.data.cleaning import clean
+    from xsell.data.prepare import prepare
 
-    return clean(ds, min_user_baskets=3)[0]
+    _check_histories(ds, SERVE_MIN_BASKETS)
+    return prepare(ds, min_user_baskets=SERVE_MIN_BASKETS).data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,23 +421,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", default="10,20", help="comma-separated cut-offs")
     evaluate.add_argument("--variants", default="all,explore,cross-category",
                           help="target variants (next-basket, rolling-origin)")
-    evaluate.add_argument("--baseline", default="popularity",
-                          help="model every other is tested against (paired t-test)")
+    evaluate.add_argument("--baseline", default=None,
+                          help="model every other is tested against (paired t-test); one of "
+                               "--models, or 'none' (default: popularity when compared)")
     evaluate.add_argument("--no-tune", action="store_true",
                           help="skip the validation grid search; use default hyperparameters")
     evaluate.add_argument("--n-origins", type=int, default=5,
                           help="test baskets per user for rolling-origin")
     evaluate.add_argument("--bootstrap", type=int, default=1000,
                           help="bootstrap resamples for confidence intervals")
-    evaluate.add_argument("--min-baskets", type=int, default=3,
+    evaluate.add_argument("--min-baskets", type=int, default=MIN_USER_BASKETS,
                           help="drop users with fewer baskets (train + validation + test)")
-    evaluate.add_argument("--out", metavar="JSON", help="write results here")
+    evaluate.add_argument("--out", metavar="JSON",
+                          help="write results to this file (checked before any work)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     rec = sub.add_parser("recommend", help="a user's recommendations, with explanations")
     _add_data_args(rec)
-    rec.add_argument("--user", required=True, help="user id")
-    rec.add_argument("--k", type=int, default=10, help="number of items")
+    who = rec.add_argument_group("who (exactly one)")
+    who.add_argument("--user", help="id of a customer in the data (an unknown id is an error)")
+    who.add_argument("--history", metavar="ID,ID",
+                     help="a new customer's purchases: comma-separated item ids")
+    who.add_argument("--new-user", action="store_true",
+                     help="a new customer with no purchases: the items most users bought")
+    rec.add_argument("--k", type=int, default=10, help="number of items (1 or more)")
     rec.add_argument("--objective", default="explore",
                      choices=["all", "explore", "cross-category"],
                      help="what the hybrid ranks: everything, new items, or new items "
@@ -236,12 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--items", dest="cart", required=True,
                       help="comma-separated item ids in the cart")
     comp.add_argument("--user", help="user id (personalises the complements)")
-    comp.add_argument("--k", type=int, default=10, help="number of items")
+    comp.add_argument("--k", type=int, default=10, help="number of items (1 or more)")
     comp.set_defaults(func=_cmd_complete)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)
-    run.add_argument("--out", metavar="DIR", help="also write DIR/run.json")
+    run.add_argument("--out", metavar="DIR",
+                     help="also write DIR/run.json (checked before any work)")
     run.add_argument("--models", default=",".join(RUN_MODELS),
                      help="baselines to compare (empty string: none)")
     run.add_argument("--tune", action="store_true",
@@ -252,14 +473,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xsell`` console script."""
+    """Entry point of the ``xsell`` console script.
+
+    Every error a person can act on -- bad arguments, data files, output paths, unknown
+    ids -- is printed as ``xsell: error: <message>`` on stderr, with exit status 2.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataValidationError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"xsell: error: {msg}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # the reader went away (``xsell ... | head``): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let it
+        return 0
+    except (InputError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
+        return _error(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    except OSError as err:  # unreadable or unwritable paths, named
+        where = err.filename or ""
+        why = err.strerror or str(err)
+        return _error(f"{where}: {why}" if where else why)
+
+
+def _error(message) -> int:
+    print(f"xsell: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -40,10 +40,9 @@ from tqdm import tqdm
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import Split
+from xsell.data.variants import VARIANTS, select_targets
 from xsell.metrics import RANKING_METRICS
 from xsell.models.base import Recommender
-
-VARIANTS = ("all", "explore", "cross-category")
 
 
 @dataclass
@@ -109,26 +108,6 @@ class Task:
     def n_users(self) -> int:
         """Number of distinct users behind the test points."""
         return int(pd.Series(self.owners).nunique())
-
-
-def select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
-                    variant: str, key: str = S.USER, level: int = 0) -> pd.Series:
-    """Distinct target items per key, filtered by variant (explore / cross-category)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    held = heldout[[key, S.ITEM]].drop_duplicates()
-    if variant != "all":
-        bought = history[[key, S.ITEM]].drop_duplicates().assign(_old=True)
-        held = held.merge(bought, on=[key, S.ITEM], how="left")
-        held = held[held["_old"].isna()].drop(columns="_old")
-    if variant == "cross-category":
-        cat = dataset.item_category(level)
-        known = history[[key]].assign(_cat=cat.reindex(history[S.ITEM]).to_numpy())
-        known = known.drop_duplicates().assign(_old=True)
-        held = held.assign(_cat=cat.reindex(held[S.ITEM]).to_numpy())
-        held = held.merge(known, on=[key, "_cat"], how="left")
-        held = held[held["_old"].isna()]
-    return held.groupby(key, sort=True)[S.ITEM].unique()
 
 
 def next_basket_task(split: Split, variant: str = "all", part: str = "test",
@@ -317,6 +296,8 @@ def bootstrap_ci(values: np.ndarray, owners: np.ndarray, n_boot: int = 1000, lev
     Test points of one user are correlated, so the user -- not the point -- is the unit
     that is resampled.
     """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, not {n_boot}")
     df = pd.DataFrame({"o": owners, "v": values}).dropna()
     if df.empty:
         return (np.nan, np.nan)
@@ -365,23 +346,38 @@ def _fitted(model: Recommender | Callable[[], Recommender], train: Dataset) -> R
 
 def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[str] = VARIANTS,
                 part: str = "test", n_origins: int = 5) -> tuple[Dataset, dict[str, Task]]:
-    """The training data and the tasks of a protocol (see :func:`evaluate`)."""
+    """The training data and the tasks of a protocol (see :func:`evaluate`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown protocol, no variant, ``n_origins < 1``, or when no task has a
+        single test point (nothing to evaluate).
+    """
+    if not len(variants):
+        raise ValueError("give at least one variant: " + ", ".join(VARIANTS))
     if protocol == "next-basket":
         train = split.train_dataset(include_validation=part == "test")
-        return train, {v: next_basket_task(split, v, part=part) for v in variants}
-    if protocol == "cold-start":
+        tasks = {v: next_basket_task(split, v, part=part) for v in variants}
+    elif protocol == "cold-start":
         train = split.train_dataset(include_validation=part == "test")
-        return train, {"cold-start": cold_start_task(split, part=part)}
-    if protocol == "basket-completion":
+        tasks = {"cold-start": cold_start_task(split, part=part)}
+    elif protocol == "basket-completion":
         train = split.train_dataset(include_validation=part == "test")
-        return train, {"basket-completion": basket_completion_task(split, part=part)}
-    if protocol == "rolling-origin":
+        tasks = {"basket-completion": basket_completion_task(split, part=part)}
+    elif protocol == "rolling-origin":
+        if n_origins < 1:
+            raise ValueError(f"n_origins must be at least 1, not {n_origins}")
         tasks, train = {}, None
         for v in variants:
             tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
-        return train, tasks
-    raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin, "
-                     "cold-start or basket-completion")
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin, "
+                         "cold-start or basket-completion")
+    if all(t.n_points == 0 for t in tasks.values()):
+        raise ValueError(f"protocol {protocol!r}: no test point in {', '.join(tasks)} "
+                         "(e.g. no held-out basket with a target); nothing to evaluate")
+    return train, tasks
 
 
 def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[str, Task],

@@ -15,25 +15,16 @@ from tqdm import tqdm
 from xsell import __version__
 from xsell.cache import data_fingerprint, memoize
 from xsell.data import schema as S
-from xsell.data.cleaning import clean
 from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source
-from xsell.data.splits import Split, leave_last_basket_out, random_rating_split
+from xsell.data.prepare import MIN_USER_BASKETS, prepare
+from xsell.data.splits import Split, random_rating_split
+from xsell.data.variants import tuning_target
 from xsell.evaluation import VARIANTS, build_tasks, evaluate_rating, per_user_metrics, tabulate
 from xsell.models.base import Recommender
 from xsell.models.fitting import fit_model, store_fit
 from xsell.models.registry import model_class
 from xsell.tuning import tune_targets
-
-#: The tuning target of each variant, as (variant tuned on, metric, k). The
-#: cross-category variant has too few validation users to tune on, so it reuses the
-#: explore choice.
-TUNING_TARGETS = {
-    "all": ("all", "ndcg", 10),
-    "explore": ("explore", "recall", 20),
-    "cross-category": ("explore", "recall", 20),
-    "basket-completion": ("explore", "recall", 20),
-}
 
 
 def compare_models(split: Split, names: Sequence[str], protocol: str = "next-basket",
@@ -58,7 +49,7 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         As in :func:`xsell.evaluation.evaluate`.
     tuned : bool
         Grid-search every model's ``param_grid`` on the validation basket, per target
-        variant (:data:`TUNING_TARGETS`); otherwise use default hyperparameters.
+        variant (:func:`xsell.data.variants.tuning_target`); otherwise use default hyperparameters.
     hyperparameters : dict, optional
         ``{model: {variant: params}}`` chosen earlier (e.g. by another protocol's run);
         given, nothing is tuned.
@@ -105,7 +96,7 @@ def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tun
     else:
         variants = list(variants)
     train, tasks = build_tasks(split, protocol, variants, n_origins=n_origins)
-    targets = sorted({TUNING_TARGETS.get(v, TUNING_TARGETS["all"]) for v in variants})
+    targets = sorted({tuning_target(v) for v in variants})
     chosen: dict = {}
     per_point = {}
     bar = tqdm(names, desc=f"compare {protocol}", disable=not progress)
@@ -125,7 +116,7 @@ def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tun
                 for r in tuning.values():
                     if r.model is not None:
                         store_fit(name, r.best_params, split.train_dataset(), r.model)
-            chosen[name] = {v: best.get(TUNING_TARGETS.get(v, TUNING_TARGETS["all"]), {})
+            chosen[name] = {v: best.get(tuning_target(v), {})
                             for v in variants}
         # Fit once per distinct configuration; variants that share it share the model.
         fitted: dict = {}
@@ -150,8 +141,7 @@ def _hybrid_params(variant: str, chosen: dict, progress: bool) -> dict:
     were chosen earlier in the same comparison (defaults for those not compared)."""
     from xsell.models.hybrid import DEFAULT_COMPONENTS, OBJECTIVES
 
-    objective = variant if variant in OBJECTIVES else \
-        TUNING_TARGETS.get(variant, TUNING_TARGETS["all"])[0]
+    objective = variant if variant in OBJECTIVES else tuning_target(variant)[0]
     return {"objective": objective, "progress": progress,
             "components": {c: chosen.get(c, {}).get(variant, {}) for c in DEFAULT_COMPONENTS}}
 
@@ -193,7 +183,8 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
                      ks: Sequence[int] = (10, 20), variants: Sequence[str] = VARIANTS,
                      baseline: str | None = "popularity", tuned: bool = True,
                      n_origins: int = 5, n_boot: int = 1000, seed: int = 0,
-                     min_user_baskets: int = 3, progress: bool = True) -> EvaluationResult:
+                     min_user_baskets: int = MIN_USER_BASKETS,
+                     progress: bool = True) -> EvaluationResult:
     """Clean, split and evaluate: the whole of ``xsell evaluate`` as one call.
 
     ``protocol="ratings"`` runs the seed's formulation (random 7:1:2 split of purchase
@@ -201,7 +192,8 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
     temporal leave-last-basket-out split.
     """
     start = time.perf_counter()
-    cleaned, _ = clean(dataset, min_user_baskets=min_user_baskets)
+    prepared = prepare(dataset, min_user_baskets=min_user_baskets)
+    cleaned = prepared.data
     stats = {"source": describe_source(dataset), **cleaned.summary()}
     if protocol == "ratings":
         split = random_rating_split(cleaned, seed=seed)
@@ -211,7 +203,7 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
         tasks = {"random 7:1:2 ratings": {"n_points": len(split.test),
                                           "n_users": int(split.test[S.USER].nunique())}}
     else:
-        split = leave_last_basket_out(cleaned)
+        split = prepared.split
         table, hyper = compare_models(split, names, protocol=protocol, ks=ks,
                                       variants=variants, baseline=baseline, tuned=tuned,
                                       n_origins=n_origins, n_boot=n_boot, seed=seed,

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from xsell.data.cleaning import CleaningReport, clean
+from xsell.data.cleaning import CleaningReport
 from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source
-from xsell.data.splits import Split, global_time_split, leave_last_basket_out, random_split
+from xsell.data.prepare import MAX_USER_MAD, MIN_USER_BASKETS, prepare
+from xsell.data.splits import Split, global_time_split, random_split
 
 
 @dataclass
@@ -73,7 +74,8 @@ class RunResult:
 RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "als", "two-tower")
 
 
-def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | None = 5.0,
+def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
+        max_user_mad: float | None = MAX_USER_MAD,
         seed: int = 0, models: Sequence[str] = RUN_MODELS, tuned: bool = False,
         progress: bool = True) -> RunResult:
     """Clean a loaded dataset, build the three splits and compare the baselines.
@@ -85,7 +87,8 @@ def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | No
     min_user_baskets : int
         Users need this many baskets (train + validation + test) to stay.
     max_user_mad : float, optional
-        Outlier threshold of :func:`xsell.data.cleaning.clean`.
+        Outlier threshold (:func:`xsell.data.prepare.prepare`, the recipe every chapter
+        and command uses).
     seed : int
         Seed of the random split and of the bootstrap.
     models : sequence of str
@@ -98,11 +101,12 @@ def run(dataset: Dataset, *, min_user_baskets: int = 3, max_user_mad: float | No
     """
     seconds = {}
     t = time.perf_counter()
-    cleaned, report = clean(dataset, min_user_baskets=min_user_baskets, max_user_mad=max_user_mad)
+    prepared = prepare(dataset, min_user_baskets=min_user_baskets, max_user_mad=max_user_mad)
+    cleaned, report = prepared.data, prepared.report
     seconds["clean"] = time.perf_counter() - t
     t = time.perf_counter()
     splits = {"random 7:1:2": random_split(cleaned, seed=seed),
-              "leave-last-basket-out": leave_last_basket_out(cleaned)}
+              "leave-last-basket-out": prepared.split}
     if "timestamp" in cleaned.interactions:
         splits["global time"] = global_time_split(cleaned)
     seconds["split"] = time.perf_counter() - t

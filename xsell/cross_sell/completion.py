@@ -13,13 +13,12 @@ A cart (and optionally its user) is scored by five signals, each standardised pe
   history plus the cart.
 
 Candidates are the union of each signal's top ``n_candidates`` outside the cart's
-departments; their weights are searched (:func:`xsell.models.hybrid.fit_weights`) on
+departments; their weights are searched (:func:`xsell.models.stacking.fit_weights`) on
 completion tasks built from each user's last training basket, as the hybrids do.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -31,12 +30,22 @@ from xsell.cross_sell.transitions import DepartmentTransitions
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
-from xsell.models.base import Recommender
+from xsell.evaluation import basket_completion_task
+from xsell.models.base import Recommender, top_k
 from xsell.models.candidates import generate_candidates, is_target
+from xsell.models.stacking import (
+    HeldOutStacking,
+    NothingToLearn,
+    RankingExamples,
+    fit_weights,
+)
 from xsell.text import DEFAULT_MODEL, TextEncoder, item_texts
 
 #: The cart signals in feature order (a signal per user model follows them).
 SIGNALS = ["co-occurrence", "text similarity", "department transition", "popularity"]
+
+#: The score of an item that is not a candidate (from a cart department, or unbought).
+_NOT_A_CANDIDATE = -1e12
 
 #: The default personal signals -- EASE and the LM two-tower, each reading history + cart.
 DEFAULT_USER_MODELS: dict[str, dict] = {"ease": {}, "two-tower": {}}
@@ -70,7 +79,7 @@ class SignalModels:
     seen: np.ndarray
 
 
-class BasketCompleter(Recommender):
+class BasketCompleter(HeldOutStacking):
     """Complete a cart with items from other departments.
 
     As a :class:`~xsell.models.base.Recommender`, a user's *cart* is the last basket of
@@ -120,29 +129,27 @@ class BasketCompleter(Recommender):
         self.seed = seed
         self.progress = progress
 
-    def fit(self, train: Dataset) -> BasketCompleter:
-        """Learn the signal weights on held-out carts, then refit the signals on ``train``."""
-        from xsell.evaluation import basket_completion_task
-        from xsell.models.hybrid import fit_weights
-
-        self._remember(train)
+    # ------------------------------------------------------------------ fitting
+    def _hold_out(self, train: Dataset):
+        """Completion tasks of each user's last training basket, and the data before it."""
         inner = leave_last_basket_out(train)
         task = basket_completion_task(inner, part="test", new_only=self.new_only,
                                       seed=self.seed)
         if task.n_points == 0:
-            warnings.warn("no held-out training basket spans two departments: the "
-                          "completer's signals get equal weights", stacklevel=2)
-            self.signal_models_ = self._fit_signals(train)
-            self.weights_ = pd.Series(1.0 / len(self.signal_names), index=self.signal_names,
-                                      name="weight")
-            self.holdout_recall_ = self.candidate_recall_ = float("nan")
-            return self
+            raise NothingToLearn("no held-out training basket spans two departments")
+        return inner.train_dataset(include_validation=True), task
+
+    def _fit_parts(self, data: Dataset) -> SignalModels:
+        return self._fit_signals(data)
+
+    def _keep_parts(self, parts: SignalModels) -> None:
+        self.signal_models_ = parts
+
+    def _examples(self, parts, fit_data: Dataset, task) -> RankingExamples:
         keep = np.arange(task.n_points)
         if task.n_points > self.max_fit_baskets:
             rng = np.random.default_rng(self.seed)
             keep = np.sort(rng.choice(task.n_points, self.max_fit_baskets, replace=False))
-        fit_data = inner.train_dataset(include_validation=True)
-        self.signal_models_ = self._fit_signals(fit_data)
         X, row, relevant, n_targets = [], [], [], []
         for start in range(0, len(keep), 256):
             idx = keep[start:start + 256]
@@ -155,13 +162,19 @@ class BasketCompleter(Recommender):
             relevant.append(is_target(cand, codes))
             row.append(cand.row + start)
             n_targets.append([len(c) for c in codes])
-        X, row = np.vstack(X), np.concatenate(row)
-        relevant, n_targets = np.concatenate(relevant), np.concatenate(n_targets)
-        weights, self.holdout_recall_ = fit_weights(X, row, relevant, n_targets, "recall", 10)
+        return RankingExamples(np.vstack(X), np.concatenate(row), np.concatenate(relevant),
+                               np.concatenate(n_targets))
+
+    def _learn(self, examples: RankingExamples) -> None:
+        weights, self.holdout_recall_ = fit_weights(examples.X, examples.row,
+                                                    examples.relevant, examples.n_targets,
+                                                    "recall", 10)
         self.weights_ = pd.Series(weights, index=self.signal_names, name="weight")
-        self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))
-        self.signal_models_ = self._fit_signals(train)
-        return self
+
+    def _learn_equal_weights(self) -> None:
+        self.weights_ = pd.Series(1.0 / len(self.signal_names), index=self.signal_names,
+                                  name="weight")
+        self.holdout_recall_ = float("nan")
 
     def _fitted_state(self) -> dict:
         state = super()._fitted_state()
@@ -263,7 +276,7 @@ class BasketCompleter(Recommender):
         if history is None:  # the training histories; each user's last basket is the cart
             history = self.dataset_.interactions
         history = history[history[S.USER].isin(users)]
-        out = np.full((len(users), self.dataset_.n_items), -1e12)
+        out = np.full((len(users), self.dataset_.n_items), _NOT_A_CANDIDATE)
         cand = self._candidates(users, history, self.dataset_,
                                 self._cart_departments_mask(users, history))
         out[cand.row, cand.item] = cand.zscores() @ self.weights_.to_numpy()
@@ -275,6 +288,8 @@ class BasketCompleter(Recommender):
     def complete(self, items, user=None, k: int = 10) -> np.ndarray:
         """Top-``k`` complements (item ids) of a cart, from departments it lacks.
 
+        Fewer than ``k`` come back when fewer items qualify (a small catalogue).
+
         Parameters
         ----------
         items : array-like
@@ -283,10 +298,29 @@ class BasketCompleter(Recommender):
             A user id of the training data; their history personalises the result.
         k : int
             Number of items.
+
+        Raises
+        ------
+        KeyError
+            Naming unknown item or user ids.
+        ValueError
+            When the cart already covers every department.
         """
         history = build_cart_history(self.dataset_, items, user)
         key = history[S.USER].iloc[0]
-        return self.recommend([key], k=k, exclude_seen=self.new_only, history=history)[0]
+        cart = history[history[S.SEQ] == history[S.SEQ].max()]
+        category = self.dataset_.item_category(0)
+        if category.reindex(cart[S.ITEM]).nunique() >= category.nunique():
+            raise ValueError(f"the cart covers every department ({category.nunique()}); "
+                             "there is nothing to complete from another department")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, not {k!r}")
+        scores = self.score([key], history=history)
+        top = top_k(scores, k)[0]
+        # Only real candidates (outside the cart's departments, new to the user when
+        # new_only): on a small catalogue the list would otherwise be padded with others.
+        top = top[scores[0, top] > _NOT_A_CANDIDATE]
+        return self.items_.to_numpy()[top]
 
 
 #: The user key of a cart given without a user.

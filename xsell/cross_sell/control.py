@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender
+from xsell.models.base import Recommender, top_k
 
 
 class CategoryControl(Recommender):
@@ -78,11 +78,9 @@ class CategoryControl(Recommender):
         known = np.asarray((matrix @ self.item_category_).todense()) > 0
         novel = ~known[:, self.item_category_.indices]  # users x items
         out = np.full(scores.shape, -1e12)
-        depth = min(self.pool, scores.shape[1])
-        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+        top = top_k(scores, self.pool)
         for r in range(len(users)):
-            cand = top[r][np.argsort(-scores[r, top[r]], kind="stable")]
-            cand = cand[np.isfinite(scores[r, cand])]
+            cand = top[r][np.isfinite(scores[r, top[r]])]
             order = quota_order(novel[r, cand], self.reach)
             out[r, cand[order]] = len(cand) - np.arange(len(cand))
         return out

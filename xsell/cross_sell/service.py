@@ -21,12 +21,18 @@ def _describe(dataset: Dataset, ids) -> pd.DataFrame:
                         index=pd.Index(ids, name=S.ITEM))
 
 
-def recommend_for_user(model: Recommender, user, k: int = 10,
-                       explainer: Explainer | None = None) -> pd.DataFrame:
+def recommend_for_user(model: Recommender, user=None, k: int = 10,
+                       explainer: Explainer | None = None, *, history=None) -> pd.DataFrame:
     """Top-``k`` new items for a user of the model's training data, explained.
 
-    A user with no purchase in the data (a new customer, or an id the data does not
-    hold) gets the items most users bought, and ``attrs["fallback"]`` says so.
+    Fewer than ``k`` come back when the catalogue holds fewer items the user has not
+    bought.
+
+    A new customer is served explicitly: with ``history`` (the item ids they bought, one
+    basket), the model ranks for that history; with neither ``user`` nor ``history``, they
+    get the items most users bought, and ``attrs["fallback"]`` says so. A ``user`` the
+    training data does not hold raises ``KeyError`` naming it -- a typo is not mistaken
+    for a new customer.
 
     Returns
     -------
@@ -35,16 +41,24 @@ def recommend_for_user(model: Recommender, user, k: int = 10,
         explainer, ``because`` (title), ``evidence`` and ``contribution``.
     """
     data = model.dataset_
-    user = as_ids([user], data.user_index)[0]
-    past = data.interactions[data.interactions[S.USER] == user]
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    if user is not None and history is not None:
+        raise ValueError("give a user or a purchase history, not both")
     fallback = None
-    if past.empty:  # a user the data holds no purchase of
-        buyers = data.interactions.drop_duplicates([S.USER, S.ITEM])[S.ITEM].value_counts()
-        ids = buyers.index[:k].to_numpy()
-        fallback = (f"user {user!r} has no purchase history in the data: cold-start "
-                    f"fallback to the {len(ids)} items most users bought")
+    if history is not None:
+        rows = build_cart_history(data, history)  # raises, naming unknown items
+        past = rows
+        ids = model.recommend([rows[S.USER].iloc[0]], k=k, exclude_seen=True, history=rows)[0]
+    elif user is None:  # a new customer with no history: the most bought items
+        return popular_for_new_user(data, k)
     else:
+        user = as_ids([user], data.user_index)[0]
+        data.user_codes([user])  # raises, naming an unknown user
+        past = data.interactions[data.interactions[S.USER] == user]
         ids = model.recommend([user], k=k, exclude_seen=True)[0]
+    # A small catalogue pads the list with items the user has (ranked last): not new.
+    ids = ids[~np.isin(ids, past[S.ITEM].unique())]
     out = _describe(data, ids)
     bought = set(data.item_category(0).reindex(past[S.ITEM]).tolist())
     out["new_department"] = [d not in bought for d in out["department"]]
@@ -58,13 +72,58 @@ def recommend_for_user(model: Recommender, user, k: int = 10,
     return out
 
 
+def popular_for_new_user(dataset: Dataset, k: int = 10) -> pd.DataFrame:
+    """The ``k`` items most users bought, for a new customer with no purchase history
+    (no model needed); ``attrs["fallback"]`` says so."""
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    buyers = dataset.interactions.drop_duplicates([S.USER, S.ITEM])[S.ITEM].value_counts()
+    ids = buyers.index[:k].to_numpy()
+    out = _describe(dataset, ids)
+    out["new_department"] = True
+    out.attrs["fallback"] = (f"a new customer with no purchase history: cold-start fallback "
+                             f"to the {len(ids)} items most users bought")
+    return out
+
+
+def departments_left(dataset: Dataset, items) -> list:
+    """Top-level departments of bought items that a cart does not cover yet.
+
+    Raises
+    ------
+    ValueError
+        When the cart is empty or already covers every department: there is then
+        nothing to complete from another department.
+    KeyError
+        Naming cart items unknown to ``dataset``.
+    """
+    ids = as_ids(list(dict.fromkeys(np.atleast_1d(np.asarray(items, dtype=object)).tolist())),
+                 dataset.item_index)
+    if not len(ids):
+        raise ValueError("the cart is empty; give at least one item id")
+    dataset.item_codes(ids)  # raises, naming unknown ids
+    category = dataset.item_category(0)
+    in_cart = set(category.reindex(ids).tolist())
+    bought = pd.unique(category.reindex(dataset.interactions[S.ITEM].unique()).to_numpy())
+    left = [d for d in bought if d not in in_cart]
+    if not left:
+        raise ValueError(f"the cart covers every department ({len(in_cart)}: "
+                         f"{', '.join(map(str, sorted(in_cart)))}); there is nothing to "
+                         "complete from another department")
+    return left
+
+
 def complete_cart(completer: BasketCompleter, items, user=None, k: int = 10,
                   explainer: Explainer | None = None) -> pd.DataFrame:
     """Top-``k`` complements of a cart from departments it lacks, explained by cart items.
 
-    Unknown item or user ids raise ``KeyError`` naming them.
+    Unknown item or user ids raise ``KeyError`` naming them; a cart that already
+    covers every department raises ``ValueError`` (see :func:`departments_left`).
     """
     data = completer.dataset_
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    departments_left(data, items)
     ids = completer.complete(items, user=user, k=k)
     out = _describe(data, ids)
     if explainer is not None:

@@ -99,7 +99,10 @@ class Dataset:
                  name: str | None = None, **kwargs) -> Dataset:
         """Read and validate ``interactions.csv`` and ``items.csv`` in the generic format.
 
-        Ids are read as text, so ``007`` and ``7`` stay different ids.
+        Ids are read as text, so ``007`` and ``7`` stay different ids, and ``NA``,
+        ``None`` or ``null`` is an id (or a title) like any other. Unreadable files (empty,
+        header only, compressed, not UTF-8, another delimiter, repeated column names, bad
+        quoting) raise :class:`~xsell.errors.InputError` naming the file and line.
 
         Parameters
         ----------
@@ -110,15 +113,21 @@ class Dataset:
         **kwargs
             Passed to :meth:`from_frames`.
         """
+        from xsell.data.csvread import read_generic_csv
+
         interactions_path, items_path = Path(interactions_path), Path(items_path)
         for p in (interactions_path, items_path):
-            if not p.is_file():
+            if not p.exists():
                 raise FileNotFoundError(f"{p}: no such file (expected the generic format, see "
                                         "xsell.data.schema)")
         id_types = {S.USER: str, S.ITEM: str, S.BASKET: str}
-        inter = pd.read_csv(interactions_path, dtype=id_types, keep_default_na=True)
-        items = pd.read_csv(items_path, dtype={S.ITEM: str, S.TITLE: str, S.CATEGORY: str,
-                                               S.BRAND: str, S.DESCRIPTION: str})
+        inter = read_generic_csv(interactions_path, role="interactions",
+                                 required=S.INTERACTION_REQUIRED, dtype=id_types,
+                                 text_columns=tuple(id_types))
+        items = read_generic_csv(items_path, role="items", required=S.ITEM_REQUIRED,
+                                 dtype={S.ITEM: str, S.TITLE: str, S.CATEGORY: str,
+                                        S.BRAND: str, S.DESCRIPTION: str},
+                                 text_columns=(S.ITEM, S.TITLE))
         name = name or interactions_path.resolve().parent.name
         info = {"source": "generic CSV", "interactions": str(interactions_path),
                 "items": str(items_path)}
@@ -314,6 +323,13 @@ def _codes(index: pd.Index, ids, what: str) -> np.ndarray:
     codes = index.get_indexer(ids)
     if (codes < 0).any():
         unknown = ids[codes < 0]
-        raise KeyError(f"unknown {what} id(s): {', '.join(map(repr, unknown[:5]))}"
+        shown = ", ".join(repr(_plain(i)) for i in unknown[:5])
+        raise KeyError(f"unknown {what} id(s): {shown}"
                        f"{' ...' if len(unknown) > 5 else ''} ({len(unknown)} in all)")
     return codes
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages show ``'ghost'``, not
+    ``np.str_('ghost')``."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -7,8 +7,15 @@ from pathlib import Path
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.data.instacart import HOW_TO_GET, find_instacart_dir, load_instacart
+from xsell.data.instacart import (
+    CATALOGUE_FILES,
+    FULL_FILES,
+    HOW_TO_GET,
+    find_instacart_dir,
+    load_instacart,
+)
 from xsell.data.synthetic import make_synthetic_shop
+from xsell.errors import InputError
 
 #: Environment variable naming the data folder.
 DATA_ENV = "XSELL_DATA_DIR"
@@ -54,7 +61,9 @@ def load_dataset(data: str | os.PathLike | None = None, *,
     Raises
     ------
     FileNotFoundError
-        If a given folder holds neither layout.
+        If a given folder does not exist or holds neither layout.
+    InputError
+        If ``data`` is a file, not a folder.
     ValueError
         If only one of ``interactions`` / ``items`` is given.
     """
@@ -75,8 +84,20 @@ def load_dataset(data: str | os.PathLike | None = None, *,
 
 def _load_folder(folder: Path, from_env: bool) -> Dataset:
     origin = f"{DATA_ENV}={folder}" if from_env else str(folder)
+    if folder.is_file():
+        flag = DATA_ENV if from_env else "--data"
+        raise InputError(
+            f"{origin}: is a file, but {flag} expects a folder holding either the generic "
+            f"format ({S.INTERACTIONS_FILE} + {S.ITEMS_FILE}) or the Instacart CSV files "
+            f"({', '.join(FULL_FILES + CATALOGUE_FILES)}); to read two generic-format files "
+            "directly, give --interactions FILE --items FILE")
+    if not folder.exists():
+        raise FileNotFoundError(f"data folder {origin} does not exist. It should hold the "
+                                f"generic format ({S.INTERACTIONS_FILE} + {S.ITEMS_FILE}) or "
+                                "the Instacart files. " + HOW_TO_GET)
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {origin} does not exist. " + HOW_TO_GET)
+        raise InputError(f"{origin}: is not a folder; expected a folder with "
+                         f"{S.INTERACTIONS_FILE} + {S.ITEMS_FILE} or the Instacart files")
     if find_instacart_dir(folder) is not None:
         return load_instacart(folder)
     for cand in (folder, folder / "generic"):

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from xsell.data import schema as S
+from xsell.errors import InputError
 
 #: How many offending rows an error message shows.
 MAX_SHOWN = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputError):
     """Raised when input data breaks the generic format.
 
     Attributes
@@ -74,18 +75,64 @@ def _check_not_null(df, column, src, problems, what="missing (null) values"):
     return mask
 
 
-def _numeric(df, column, src, problems) -> pd.Series | None:
+def _numeric(df, column, src, problems, non_negative: bool = False) -> pd.Series | None:
     raw = df[column]
     values = pd.to_numeric(raw, errors="coerce")
     bad = (values.isna() & raw.notna()).to_numpy()
     if bad.any():
-        problems.append(src.problem(column, f"non-numeric values in {src.rows(df, bad, column)}"))
+        problems.append(src.problem(column, f"non-numeric values in {src.rows(df, bad, column)}"
+                                    "; expected a number"))
         return None
     missing = raw.isna().to_numpy()
     if missing.any():
         problems.append(src.problem(column, f"missing values in {src.rows(df, missing)}"))
         return None
+    if not _finite_and_sign(df, column, values, src, problems, non_negative):
+        return None
     return values
+
+
+def _finite_and_sign(df, column, values: pd.Series, src, problems, non_negative: bool) -> bool:
+    """Reject infinite values and, where asked, negative ones (missing values pass)."""
+    numbers = values.to_numpy(dtype=float, na_value=np.nan)
+    ok = True
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        problems.append(src.problem(column, "infinite values in "
+                                    + src.rows(df, infinite, column) + "; expected a finite number"))
+        ok = False
+    if non_negative:
+        negative = numbers < 0
+        if negative.any():
+            problems.append(src.problem(column, "negative values in "
+                                        + src.rows(df, negative, column)
+                                        + f"; a {column} must be 0 or more"))
+            ok = False
+    return ok
+
+
+#: Numeric timestamps above this are not unix seconds (1e11 s is the year 5138).
+MAX_UNIX_SECONDS = 1e11
+
+
+def _unix_unit_problem(raw: pd.Series, src, df) -> str | None:
+    """A message when numeric timestamps look like milliseconds (or finer) since the epoch."""
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        return None
+    as_number = pd.to_numeric(raw, errors="coerce")
+    if as_number.notna().sum() != raw.notna().sum() or not as_number.notna().any():
+        return None
+    big = (as_number.abs() > MAX_UNIX_SECONDS).to_numpy()
+    if not big.any():
+        return None
+    top = float(as_number.abs().max())
+    unit, factor = (("milliseconds", 1e3) if top < 1e14 else
+                    ("microseconds", 1e6) if top < 1e17 else ("nanoseconds", 1e9))
+    return src.problem(S.TIMESTAMP, (
+        f"numeric timestamps too large for unix seconds in {src.rows(df, big, S.TIMESTAMP)}; "
+        f"they look like {unit} since the epoch (read as seconds they fall after the year "
+        f"5000). Timestamps must be unix seconds or ISO 8601 text: divide the column by "
+        f"{factor:,.0f}, or write dates like 2024-03-01T10:15:00"))
 
 
 def parse_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -146,15 +193,18 @@ def validate_interactions(df: pd.DataFrame, source: str = "interactions", *,
         _check_not_null(out, col, src, problems, what="null ids")
     for col in (S.SEQ, S.QUANTITY, S.RATING):
         if col in out:
-            values = _numeric(out, col, src, problems)
+            values = _numeric(out, col, src, problems, non_negative=col == S.QUANTITY)
             if values is not None:
                 out[col] = values
     if S.TIMESTAMP in out:
         if out[S.TIMESTAMP].isna().any():
             mask = out[S.TIMESTAMP].isna().to_numpy()
             problems.append(src.problem(S.TIMESTAMP, f"missing values in {src.rows(out, mask)}"))
+        unit_problem = _unix_unit_problem(out[S.TIMESTAMP], src, out)
         parsed, bad = parse_timestamps(out[S.TIMESTAMP])
-        if bad.any():
+        if unit_problem is not None:
+            problems.append(unit_problem)
+        elif bad.any():
             problems.append(src.problem(
                 S.TIMESTAMP,
                 "unparsable timestamps (expected ISO 8601 or unix seconds) in "
@@ -224,8 +274,9 @@ def validate_items(df: pd.DataFrame, source: str = "items", *, is_file: bool = F
         values = pd.to_numeric(raw, errors="coerce")
         bad = (values.isna() & raw.notna()).to_numpy()
         if bad.any():
-            problems.append(src.problem(S.PRICE, f"non-numeric values in {src.rows(out, bad, S.PRICE)}"))
-        else:
+            problems.append(src.problem(S.PRICE, f"non-numeric values in {src.rows(out, bad, S.PRICE)}"
+                                        "; expected a number"))
+        elif _finite_and_sign(out, S.PRICE, values, src, problems, non_negative=True):
             out[S.PRICE] = values
     if problems:
         raise DataValidationError(problems)

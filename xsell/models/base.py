@@ -44,6 +44,33 @@ def interaction_matrix(interactions: pd.DataFrame, users: pd.Index, items: pd.In
                          shape=(len(users), len(items)))
 
 
+def top_k(scores: np.ndarray, k: int, sort: bool = True) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of each row, best first.
+
+    The one top-k of the package (recommendation lists, candidate pools, validation).
+    ``np.argpartition`` finds the ``k`` in linear time; with ``sort`` they are then
+    ordered by score, ties in column order of the partition (a stable sort), so a
+    ranking is reproducible.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Rows x columns.
+    k : int
+        How many per row (at most the number of columns).
+    sort : bool
+        Order them best first; ``False`` returns each row's top ``k`` in no order.
+    """
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.empty((scores.shape[0], 0), dtype=np.intp)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    if not sort:
+        return top
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
 def popularity_tiebreak(counts: sp.csr_matrix) -> np.ndarray:
     """A per-item term below any real score difference: ties go to the more popular item.
 
@@ -183,6 +210,8 @@ class Recommender(Saveable):
         numpy.ndarray
             Item ids, shape ``(len(users), k)``.
         """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, not {k!r}")
         users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
         if exclude is not None:
@@ -212,8 +241,6 @@ class Recommender(Saveable):
                 scores[:, unseen] = -1e300  # below any real score, above excluded items
             if mask is not None:
                 scores[:, mask] = -np.inf
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            out.append(np.take_along_axis(top, order, axis=1))
+            out.append(top_k(scores, k))
         codes = np.vstack(out) if out else np.empty((0, k), dtype=int)
         return self.items_.to_numpy()[codes]

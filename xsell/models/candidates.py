@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xsell.models.base import top_k
+
 
 @dataclass
 class Candidates:
@@ -78,7 +80,7 @@ def generate_candidates(scores: list[np.ndarray], n: int,
     chosen = np.zeros((n_users, n_items), dtype=bool)
     for s in scores:
         s = np.where(blocked, -np.inf, s) if blocked is not None else s
-        top = np.argpartition(-s, n - 1, axis=1)[:, :n]
+        top = top_k(s, n, sort=False)
         finite = np.isfinite(np.take_along_axis(s, top, axis=1))
         rows = np.repeat(np.arange(n_users), n).reshape(n_users, n)
         chosen[rows[finite], top[finite]] = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import LinAlgError, lapack
@@ -97,6 +99,13 @@ class EASE(Recommender):
         self._remember(train)
         x = self.train_history_.astype(bool).astype(self.dtype)
         self.model_items_ = np.flatnonzero(x.getnnz(axis=0) >= max(self.min_item_users, 1))
+        self.tiebreak_ = popularity_tiebreak(self.train_history_)
+        if len(self.model_items_) == 0:  # a tiny shop: no item has enough buyers
+            warnings.warn(f"EASE: no item has {self.min_item_users} or more buyers; it scores "
+                          "by popularity alone (lower min_item_users for small data)",
+                          stacklevel=2)
+            self.weights_ = np.zeros((0, 0), dtype=self.dtype)
+            return self
         xk = x[:, self.model_items_]
         gram = (xk.T @ xk).toarray()
         gram[np.diag_indices_from(gram)] += self.l2
@@ -105,7 +114,6 @@ class EASE(Recommender):
         p /= -np.diag(p).copy()
         np.fill_diagonal(p, 0.0)
         self.weights_ = p
-        self.tiebreak_ = popularity_tiebreak(self.train_history_)
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ then refits the components on all of ``train``. Fitted on train + validation of 
 leave-last-basket-out split, the held-out basket *is* the validation basket: weights are
 fit on the validation split, and the test basket is never seen. With few users (under
 :data:`MIN_HOLDOUT_BASKETS` held-out baskets) each user's last few baskets are held out
-instead, so that a handful of weights is not fit to a few hundred baskets' noise.
+instead, so that a handful of weights is not fit to a few hundred baskets' noise. The
+learning stage is the one the basket completer shares (:mod:`xsell.models.stacking`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ from tqdm import tqdm
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.evaluation import select_targets
+from xsell.data.variants import HEADLINE, select_targets
 from xsell.models.base import Recommender
 from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
 from xsell.models.fitting import fit_model
+from xsell.models.registry import register
+from xsell.models.stacking import (
+    HeldOutStacking,
+    NothingToLearn,
+    RankingExamples,
+    fit_weights,
+    hold_out_last_baskets,
+)
 from xsell.models.trees import decision_function, tree_arrays
 
 #: The default components of the hybrids -- the grocery baseline (buy-again), three
@@ -37,12 +46,9 @@ from xsell.models.trees import decision_function, tree_arrays
 DEFAULT_COMPONENTS: dict[str, dict] = {"buy-again": {}, "cooccurrence": {}, "ease": {},
                                        "als": {}, "two-tower": {}}
 
-#: What each objective learns to rank and the metric its combination maximises.
-OBJECTIVES = {"all": ("ndcg", 10), "explore": ("recall", 20),
-              "cross-category": ("recall", 20)}
-
-#: Values a fusion weight may take in the coordinate search (weights are relative).
-WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+#: What each objective learns to rank (a variant of :mod:`xsell.data.variants`) and the
+#: metric its combination maximises (that variant's headline metric).
+OBJECTIVES = HEADLINE
 
 #: With ``holdout_baskets="auto"``, hold out as many of each user's last baskets as it
 #: takes to learn the combination on at least this many baskets ...
@@ -55,41 +61,7 @@ MAX_HOLDOUT_DEPTH = 5
 BATCH_USERS = 256
 
 
-def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets: np.ndarray,
-                metric: str, k: int, passes: int = 3) -> tuple[np.ndarray, float]:
-    """Non-negative weights of ``X``'s columns maximising a grouped ranking metric.
-
-    Coordinate search: starting from equal weights, each weight in turn takes the value
-    of :data:`WEIGHT_GRID` that scores best with the others fixed; repeated ``passes``
-    times or until nothing improves. The metric is not differentiable, so it is searched
-    rather than descended.
-
-    Returns
-    -------
-    weights : numpy.ndarray
-        Normalised to sum to 1.
-    value : float
-        The metric at those weights.
-    """
-    w = np.ones(X.shape[1])
-    best = grouped_metric(row, X @ w, relevant, n_targets, metric, k)
-    for _ in range(passes):
-        improved = False
-        for j in range(len(w)):
-            for value in WEIGHT_GRID:
-                trial = w.copy()
-                trial[j] = value
-                if not trial.any():
-                    continue
-                score = grouped_metric(row, X @ trial, relevant, n_targets, metric, k)
-                if score > best + 1e-9:
-                    best, w, improved = score, trial, True
-        if not improved:
-            break
-    return w / w.sum(), best
-
-
-class Hybrid(Recommender):
+class Hybrid(HeldOutStacking):
     """Base class of the hybrids (see the module docstring for the two stages).
 
     Parameters
@@ -147,50 +119,52 @@ class Hybrid(Recommender):
         self.progress = progress
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Dataset) -> Hybrid:
-        """Learn the combination on held-out baskets, then refit the components on ``train``."""
+    def _check_params(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, "
                              f"not {self.objective!r}")
-        self._remember(train)
-        fit_data, heldout = self._hold_out(train)
-        held = self._fit_components(fit_data)
-        users, baskets = self._holdout_targets(heldout, fit_data)
-        if len(users) == 0:
-            raise ValueError(f"no held-out training basket holds a target of the "
-                             f"{self.objective!r} objective; nothing to learn weights on")
-        pairs = self._pairs(held, fit_data, PairFeatures(fit_data), users, baskets)
-        X, row, relevant, n_targets = pairs
-        self.candidate_recall_ = float(relevant.sum() / max(n_targets.sum(), 1))
-        self._learn(X, row, relevant, n_targets)
-        self.components_ = self._fit_components(train)
-        self.features_ = PairFeatures(train)
-        self.scores_unseen_items = any(m.scores_unseen_items for m in self.components_.values())
-        return self
+        if self.holdout_baskets != "auto" and (
+                isinstance(self.holdout_baskets, bool)
+                or not isinstance(self.holdout_baskets, int) or self.holdout_baskets < 1):
+            raise ValueError(f"holdout_baskets must be 'auto' or a positive int, "
+                             f"not {self.holdout_baskets!r}")
 
     def _hold_out(self, train: Dataset) -> tuple[Dataset, pd.DataFrame]:
         """Each user's last ``holdout_depth_`` baskets (at least one stays): the data the
         components are fitted on, and the held-out rows (``_depth`` 0 = the last basket)."""
-        inter = train.interactions
-        n_baskets = (inter.groupby(S.USER)[S.SEQ].transform("max") + 1).to_numpy()
-        from_end = n_baskets - 1 - inter[S.SEQ].to_numpy()
-        multi = int(inter.loc[n_baskets >= 2, S.USER].nunique())
-        if multi == 0:
-            raise ValueError("the hybrid learns its combination on each user's last training "
-                             "basket; no user in the training data has two baskets")
-        self.holdout_depth_ = self._holdout_depth(min(multi, self.max_fit_users))
-        held = (from_end < self.holdout_depth_) & (from_end < n_baskets - 1)
-        rest = inter[~held].sort_values([S.USER, S.SEQ], kind="stable").reset_index(drop=True)
-        return train.with_interactions(rest), inter[held].assign(_depth=from_end[held])
+        self._check_params()
+        n_baskets = train.interactions.groupby(S.USER)[S.SEQ].max() + 1
+        multi = n_baskets[n_baskets >= 2]
+        self.holdout_depth_ = self._holdout_depth(multi)
+        if len(multi) == 0:
+            raise NothingToLearn("no user in the training data has two baskets")
+        return hold_out_last_baskets(train, self.holdout_depth_)
 
-    def _holdout_depth(self, n_users: int) -> int:
-        if self.holdout_baskets == "auto":
-            return int(np.clip(np.ceil(MIN_HOLDOUT_BASKETS / n_users), 1, MAX_HOLDOUT_DEPTH))
-        if isinstance(self.holdout_baskets, bool) or not isinstance(self.holdout_baskets, int) \
-                or self.holdout_baskets < 1:
-            raise ValueError(f"holdout_baskets must be 'auto' or a positive int, "
-                             f"not {self.holdout_baskets!r}")
-        return self.holdout_baskets
+    def _holdout_depth(self, n_baskets: pd.Series) -> int:
+        """Baskets held out per user, for users with these basket counts (two or more)."""
+        if self.holdout_baskets != "auto":
+            return self.holdout_baskets
+        if len(n_baskets) == 0:
+            return 1
+        n_users = min(len(n_baskets), self.max_fit_users)
+        depth = int(np.clip(np.ceil(MIN_HOLDOUT_BASKETS / n_users), 1, MAX_HOLDOUT_DEPTH))
+        # A small shop: leave the typical user two baskets to fit the components on.
+        return max(1, min(depth, int(np.median(n_baskets)) - 2))
+
+    def _fit_parts(self, data: Dataset) -> tuple[dict[str, Recommender], PairFeatures]:
+        return self._fit_components(data), PairFeatures(data)
+
+    def _keep_parts(self, parts) -> None:
+        self.components_, self.features_ = parts
+        self.scores_unseen_items = any(m.scores_unseen_items for m in self.components_.values())
+
+    def _examples(self, parts, fit_data: Dataset, heldout: pd.DataFrame):
+        users, baskets = self._holdout_targets(heldout, fit_data)
+        if len(users) == 0:
+            raise NothingToLearn(f"no held-out training basket holds a target of the "
+                                 f"{self.objective!r} objective")
+        components, features = parts
+        return RankingExamples(*self._pairs(components, fit_data, features, users, baskets))
 
     def _fit_components(self, data: Dataset) -> dict[str, Recommender]:
         specs = self.components if self.components is not None else DEFAULT_COMPONENTS
@@ -275,9 +249,6 @@ class Hybrid(Recommender):
                   features: PairFeatures) -> np.ndarray:
         raise NotImplementedError
 
-    def _learn(self, X, row, relevant, n_targets) -> None:
-        raise NotImplementedError
-
     def _combine(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -298,7 +269,8 @@ class WeightedFusion(Hybrid):
     :math:`\\hat r_{ui} = \\sum_m w_m t_m(u, i) + w_0 [\\text{dept}(i) \\notin D_u]`, where
     :math:`t_m` is model :math:`m`'s score made comparable across models and
     :math:`D_u` the departments user :math:`u` has bought from. The weights
-    :math:`w \\ge 0` are searched on held-out baskets (:func:`fit_weights`); the bonus
+    :math:`w \\ge 0` are searched on held-out baskets
+    (:func:`~xsell.models.stacking.fit_weights`); the bonus
     weight :math:`w_0` is learnt like the others, so it stays 0 unless recommending
     from new departments pays off for the objective.
 
@@ -337,10 +309,15 @@ class WeightedFusion(Hybrid):
         rrf = component_features(cand)[:, cand.scores.shape[1]:]
         return np.hstack([cand.zscores(), novelty, rrf, novelty / (RRF_K + 1)])
 
-    def _learn(self, X, row, relevant, n_targets) -> None:
+    def _check_params(self) -> None:
+        super()._check_params()
         if self.transform not in ("zscore", "rank", "auto"):
             raise ValueError(f"transform must be 'zscore', 'rank' or 'auto', "
                              f"not {self.transform!r}")
+
+    def _learn(self, examples: RankingExamples) -> None:
+        X, row, relevant, n_targets = (examples.X, examples.row, examples.relevant,
+                                       examples.n_targets)
         metric, k = OBJECTIVES[self.objective]
         half = X.shape[1] // 2
         tried = ["zscore", "rank"] if self.transform == "auto" else [self.transform]
@@ -351,6 +328,14 @@ class WeightedFusion(Hybrid):
         weights, self.holdout_score_ = fits[self.transform_]
         self.weights_ = pd.Series(weights, index=self.component_names + ["new department"],
                                   name="weight")
+
+    def _learn_equal_weights(self) -> None:
+        names = self.component_names
+        self.weights_ = pd.Series([1.0 / len(names)] * len(names) + [0.0],
+                                  index=names + ["new department"], name="weight")
+        self.transform_ = "zscore" if self.transform == "auto" else self.transform
+        self.holdout_scores_ = {}
+        self.holdout_score_ = float("nan")
 
     def _combine(self, X: np.ndarray) -> np.ndarray:
         half = X.shape[1] // 2
@@ -423,21 +408,31 @@ class LearnedReranker(Hybrid):
     def _features(self, cand, counts, features) -> np.ndarray:
         return np.hstack([component_features(cand), features.context(counts, cand)])
 
-    def _learn(self, X, row, relevant, n_targets) -> None:
+    def _feature_names(self) -> list[str]:
+        names = self.component_names
+        return [f"z:{n}" for n in names] + [f"rrf:{n}" for n in names] + CONTEXT_FEATURES
+
+    def _learn(self, examples: RankingExamples) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        names = self.component_names
-        self.feature_names_ = ([f"z:{n}" for n in names] + [f"rrf:{n}" for n in names]
-                               + CONTEXT_FEATURES)
+        self.feature_names_ = self._feature_names()
         model = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=False,
-            random_state=self.seed).fit(X, relevant)
+            random_state=self.seed).fit(examples.X, examples.relevant)
         self.trees_ = tree_arrays(model)
         metric, k = OBJECTIVES[self.objective]
-        self.holdout_score_ = grouped_metric(row, self._combine(X), relevant, n_targets,
+        self.holdout_score_ = grouped_metric(examples.row, self._combine(examples.X),
+                                             examples.relevant, examples.n_targets,
                                              metric, k)  # in-sample: an optimistic figure
 
+    def _learn_equal_weights(self) -> None:
+        self.feature_names_ = self._feature_names()
+        self.trees_ = None  # nothing learnt: the mean of the components' z-scores ranks
+        self.holdout_score_ = float("nan")
+
     def _combine(self, X: np.ndarray) -> np.ndarray:
+        if self.trees_ is None:
+            return X[:, :len(self.component_names)].mean(axis=1)
         return decision_function(self.trees_, X)
 
 
@@ -450,3 +445,8 @@ def _count_matrix(data: Dataset) -> sp.csr_matrix:
 
 def _rows_of(history: pd.DataFrame | None, users: np.ndarray) -> pd.DataFrame | None:
     return None if history is None else history[history[S.USER].isin(users)]
+
+
+for _name, _cls in {"hybrid": WeightedFusion, "score-fusion": ScoreFusion,
+                    "rank-fusion": RankFusion, "reranker": LearnedReranker}.items():
+    register(_name, f"{__name__}:{_cls.__name__}")

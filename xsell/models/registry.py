@@ -8,6 +8,9 @@ from xsell.models.base import Recommender
 
 #: Model classes by command-line name, as "module.path" plus class name. They are
 #: imported lazily, so ``implicit`` is only loaded when ALS or BPR is asked for.
+#: Models built from other models by name register themselves (:func:`register`) when
+#: their module is imported -- the hybrids with ``xsell.models``, the basket completer
+#: with ``xsell.cross_sell`` -- so that this table names no module that imports it.
 MODELS: dict[str, str] = {
     "popularity": "xsell.models.baselines:Popularity",
     "buy-again": "xsell.models.baselines:BuyAgain",
@@ -18,12 +21,18 @@ MODELS: dict[str, str] = {
     "bpr": "xsell.models.factorization:BPR",
     "text-similarity": "xsell.models.text_similarity:TextSimilarity",
     "two-tower": "xsell.models.two_tower:TwoTower",
-    "hybrid": "xsell.models.hybrid:WeightedFusion",
-    "score-fusion": "xsell.models.hybrid:ScoreFusion",
-    "rank-fusion": "xsell.models.hybrid:RankFusion",
-    "reranker": "xsell.models.hybrid:LearnedReranker",
-    "basket-completer": "xsell.cross_sell.completion:BasketCompleter",
 }
+
+
+def register(name: str, target: str) -> None:
+    """Add a model by name, as ``"module.path:Class"``.
+
+    Composite models register themselves when their module is imported (see
+    :data:`MODELS`), so the registry names no module above it.
+    """
+    if MODELS.get(name, target) != target:
+        raise ValueError(f"model name {name!r} is taken by {MODELS[name]}")
+    MODELS[name] = target
 
 
 def model_class(name: str) -> type[Recommender]:
@@ -35,6 +44,8 @@ def model_class(name: str) -> type[Recommender]:
         Naming the unknown model and listing the known ones.
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)} (models "
+                         "of other packages register on import, e.g. import xsell.cross_sell "
+                         "for 'basket-completer')")
     module, cls = MODELS[name].split(":")
     return getattr(import_module(module), cls)

@@ -14,26 +14,30 @@ softmax with log-Q correction and a temperature; ``objective="mse"`` is the seed
 rating-style formulation, regressing the score onto purchase counts. AdamW, early stopping
 on a validation basket held out from the training data, seeded, with a progress bar and
 the loss curve in ``history_``.
+
+The model is this module; its settings as a checked record are
+:mod:`~xsell.models.two_tower_config`, the two formulations
+:mod:`~xsell.models.two_tower_objectives` and the training loop
+:mod:`~xsell.models.two_tower_training`.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from tqdm import tqdm
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.losses import in_batch_softmax_loss, mse_loss
-from xsell.metrics import recall_at_k
-from xsell.models.base import Recommender, interaction_matrix
-from xsell.models.behaviour import States, decay_weights, top_items, training_states
+from xsell.models.base import Recommender
+from xsell.models.behaviour import States, decay_weights, top_items
 from xsell.models.towers import ItemTower, TextUserTower, UserTower
+from xsell.models.two_tower_config import TwoTowerConfig
+from xsell.models.two_tower_objectives import OBJECTIVES
+from xsell.models.two_tower_training import train as train_towers
 from xsell.text import DEFAULT_MODEL, TextEncoder, history_text, item_texts
 
 
@@ -152,18 +156,9 @@ class TwoTower(Recommender):
         return self.item_features != "id" and self.text_items == "all"
 
     # ------------------------------------------------------------------ building blocks
-    def _check(self) -> None:
-        choices = {"item_features": ("text", "id", "text+id"), "text_items": ("all", "seen"),
-                   "user_tower": ("mean", "attention", "transformer", "text"),
-                   "targets": ("all", "new"), "objective": ("softmax", "mse")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        if self.user_tower == "text" and self.objective == "mse":
-            raise ValueError("user_tower='text' is implemented for objective='softmax' only")
-        if self.text_items == "seen" and self.finetune_layers:
-            raise ValueError("fine-tuning refreshes every item's text embedding: it needs "
-                             "text_items='all'")
+    def config(self) -> TwoTowerConfig:
+        """The settings as a checked record (raises ValueError naming a bad one)."""
+        return TwoTowerConfig(**self.get_params())
 
     def _text_encoder(self) -> TextEncoder:
         if getattr(self, "_encoder", None) is None:
@@ -216,14 +211,14 @@ class TwoTower(Recommender):
     # ------------------------------------------------------------------ fit
     def fit(self, train: Dataset) -> TwoTower:
         """Encode the catalogue (cached), build the training states, train with early stopping."""
-        self._check()
+        config = self.config()
         start = time.perf_counter()
         self._remember(train)
         rng = np.random.default_rng(self.seed)
         n_items = len(self.items_)
         text = None
         text_dim = 0
-        if self.item_features != "id" or self.user_tower == "text":
+        if config.reads_text:
             texts = item_texts(train).tolist()
             if self.text_items == "all":
                 embeddings = self._text_encoder().encode(texts)
@@ -237,169 +232,29 @@ class TwoTower(Recommender):
         self._build(text, n_items, text_dim, torch.as_tensor(np.flatnonzero(self.seen_items_)))
         self.top_layers_ = None
         if self.finetune_layers:
-            if text is None:
-                raise ValueError("finetune_layers needs a text item tower")
             from xsell.models.finetune import TopLayers
 
             self.top_layers_ = TopLayers(self._text_encoder(), texts, self.finetune_layers,
                                          self.lora_rank, self.progress)
-        if self.objective == "mse":
-            states, val_rows = self._rating_pairs(train, rng)
-        else:
-            states = training_states(train.interactions, self.users_, self.items_,
-                                     self.half_life, self.max_history, self.targets)
-            if self.max_states_per_user is not None:
-                states = states.last_per_user(self.max_states_per_user)
-            val_rows = self._validation_states(states, rng)
+        objective = OBJECTIVES[self.objective]
+        states, val_rows = objective.training_data(self, train, rng)
         state_text = None
         if self.user_tower == "text":
             state_text = torch.as_tensor(self._text_encoder().encode(
                 self._history_texts(states.items)))
-        self.history_ = self._train(states, val_rows, state_text, rng)
+        self.history_ = train_towers(self, objective, states, val_rows, state_text, rng)
         self.top_layers_ = None  # its output now lives in the item tower's table
         self.item_vectors_ = self._all_item_vectors()
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
-    def _validation_states(self, states: States, rng: np.random.Generator) -> np.ndarray:
-        """The last state of up to ``validation_users`` users (their targets are held out)."""
-        last = pd.Series(np.arange(len(states))).groupby(states.user).max()
-        has_target = np.isin(last.to_numpy(), states.target_state)
-        candidates = last.to_numpy()[has_target]
-        n = min(self.validation_users, len(candidates) // 5)
-        return np.sort(rng.choice(candidates, size=n, replace=False)) if n else np.empty(0, int)
-
-    def _rating_pairs(self, train: Dataset, rng: np.random.Generator) -> tuple[States, np.ndarray]:
-        """MSE data: each user's whole history as one state; targets = (item, count) pairs."""
-        weights = self.history_matrix(train.interactions, self.users_)
-        codes, w = top_items(weights, self.max_history)
-        # The rating: a ``rating`` column where the data has one (the seed's count triples),
-        # else the number of purchase rows of the (user, item) pair.
-        inter = train.interactions
-        values = inter[S.RATING].to_numpy() if S.RATING in inter else None
-        counts = interaction_matrix(inter, self.users_, self.items_, values).tocoo()
-        states = States(np.arange(len(self.users_)), np.zeros(len(self.users_), int), codes, w,
-                        counts.row.astype(np.int64), counts.col.astype(np.int64),
-                        counts.data.astype(np.float32))
-        n_val = len(counts.data) // 10
-        return states, np.sort(rng.choice(len(counts.data), size=n_val, replace=False))
-
     def _batch_users(self, states: States, rows: np.ndarray, state_text, mask_items=None):
+        """User vectors of training states (``mask_items``: zero that item's own weight)."""
         codes, weights = states.items[rows], states.weights[rows].copy()
-        if mask_items is not None:  # MSE: a count must not be read off its own history entry
+        if mask_items is not None:
             weights[codes == mask_items[:, None]] = 0.0
         text = state_text[torch.as_tensor(rows)] if state_text is not None else None
         return self._user_vectors(codes, weights, text)
-
-    def _train(self, states: States, val_rows: np.ndarray, state_text, rng) -> list[dict]:
-        mse = self.objective == "mse"
-        params = [p for n, p in self._modules().named_parameters()
-                  if p.requires_grad and (not n.startswith("lm.") or "lora_" in n)]
-        groups = [{"params": params + ([self.bias_] if mse else [])}]
-        if self.top_layers_ is not None and not self.lora_rank:
-            groups.append({"params": list(self.top_layers_.parameters()),
-                           "lr": self.finetune_lr})
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay,
-                                      foreach=True)
-        if mse:
-            train_pairs = np.setdiff1d(np.arange(len(states.target_item)), val_rows)
-            self.bias_.data[-1] = float(states.target_count[train_pairs].mean())
-        else:
-            train_pairs = np.flatnonzero(~np.isin(states.target_state, val_rows))
-        counts = np.bincount(states.target_item[train_pairs], minlength=len(self.items_))
-        log_q = torch.as_tensor(np.log(np.maximum(counts, 1) / counts.sum()), dtype=torch.float32)
-        curve, best, best_state, stale = [], -np.inf, None, 0
-        torch.manual_seed(self.seed)
-        epochs = tqdm(range(self.max_epochs), desc="train two-tower", disable=not self.progress)
-        for epoch in epochs:
-            t0 = time.perf_counter()
-            self._modules().train()
-            losses = []
-            for pairs in self._batches(states, train_pairs, rng):
-                items = torch.as_tensor(states.target_item[pairs])
-                srows = states.target_state[pairs]
-                if mse:
-                    u = self._batch_users(states, srows, state_text, states.target_item[pairs])
-                else:  # one user vector per history, shared by its basket's items
-                    distinct, inverse = np.unique(srows, return_inverse=True)
-                    u = self._batch_users(states, distinct, state_text)[torch.as_tensor(inverse)]
-                v = self._item_vectors(items, tuned=True)
-                if mse:
-                    pred = (u * v).sum(-1) + self.bias_[items] + self.bias_[-1]
-                    loss = mse_loss(pred, torch.as_tensor(states.target_count[pairs]))
-                else:
-                    loss = in_batch_softmax_loss(u, v, items, self.logq * log_q[items],
-                                                 self.temperature, torch.as_tensor(srows))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-            if self.top_layers_ is not None:  # history items read the refreshed table
-                self.item_tower_.text = self.top_layers_.embed_all()
-            score = self._validate(states, val_rows, state_text)
-            curve.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                          "validation": score, "seconds": time.perf_counter() - t0})
-            epochs.set_postfix(loss=f"{curve[-1]['train_loss']:.3f}", val=f"{score:.4f}")
-            if score > best:
-                best, stale = score, 0
-                best_state = copy.deepcopy((self._modules().state_dict(), self.bias_.data))
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        if best_state is not None:
-            self._modules().load_state_dict(best_state[0])
-            self.bias_.data = best_state[1]
-        self._modules().eval()
-        return curve
-
-    def _batches(self, states: States, pairs: np.ndarray, rng: np.random.Generator):
-        """Shuffled batches of about ``batch_size`` pairs; softmax batches take whole baskets."""
-        if self.objective == "mse":
-            order = rng.permutation(pairs)
-            for start in range(0, len(order), self.batch_size):
-                yield order[start:start + self.batch_size]
-            return
-        pairs = np.sort(pairs)  # grouped by state (states are built in order)
-        state_ids, starts = np.unique(states.target_state[pairs], return_index=True)
-        ends = np.r_[starts[1:], len(pairs)]
-        per_batch = max(1, int(self.batch_size * len(state_ids) / max(len(pairs), 1)))
-        order = rng.permutation(len(state_ids))
-        for start in range(0, len(order), per_batch):
-            chosen = order[start:start + per_batch]
-            batch = np.concatenate([pairs[starts[i]:ends[i]] for i in chosen])
-            if len(batch) >= 2:
-                yield batch
-
-    @torch.no_grad()
-    def _validate(self, states: States, val_rows: np.ndarray, state_text) -> float:
-        """Recall@20 on the held-out baskets (softmax) or minus MSE on held-out pairs (mse)."""
-        self._modules().eval()
-        if len(val_rows) == 0:
-            return 0.0
-        if self.objective == "mse":
-            items = torch.as_tensor(states.target_item[val_rows])
-            u = self._batch_users(states, states.target_state[val_rows], state_text,
-                                  states.target_item[val_rows])
-            pred = (u * self._item_vectors(items)).sum(-1) + self.bias_[items] + self.bias_[-1]
-            return -float(mse_loss(pred, torch.as_tensor(states.target_count[val_rows])))
-        u = self._batch_users(states, val_rows, state_text).numpy()
-        scores = u @ self._all_item_vectors().T
-        scores[:, ~self._train_items_mask(states, val_rows)] = -np.inf
-        if self.targets == "new":
-            rows = np.repeat(np.arange(len(val_rows)), states.items.shape[1])
-            cols = states.items[val_rows].ravel()
-            scores[rows[cols >= 0], cols[cols >= 0]] = -np.inf
-        top = np.argpartition(-scores, 19, axis=1)[:, :20]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
-        targets = pd.Series(states.target_item).groupby(states.target_state).unique()
-        return float(np.mean(recall_at_k(top, [targets[r] for r in val_rows], 20)))
-
-    def _train_items_mask(self, states: States, val_rows: np.ndarray) -> np.ndarray:
-        """Items that are a target of some training state (what validation may rank)."""
-        mask = np.zeros(len(self.items_), dtype=bool)
-        mask[states.target_item[~np.isin(states.target_state, val_rows)]] = True
-        return mask
 
     @torch.no_grad()
     def _all_item_vectors(self) -> np.ndarray:
@@ -435,7 +290,7 @@ class TwoTower(Recommender):
                 "history_": self.history_, "fit_seconds_": self.fit_seconds_}
 
     def _restore_state(self, state: dict, dataset: Dataset) -> None:
-        self._check()
+        self.config()
         self._remember(dataset)
         tensors = dict(state["weights"])
         text = tensors.get("item.text")

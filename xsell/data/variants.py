@@ -1,0 +1,98 @@
+"""Which purchases count: the all / explore / cross-category rule, in one place.
+
+A held-out basket is judged in one of three *variants*:
+
+* ``"all"`` -- every item of the basket (re-purchases included);
+* ``"explore"`` -- only items new to the user (never bought in the history);
+* ``"cross-category"`` -- only new items from a department new to the user.
+
+The evaluation protocols (:mod:`xsell.evaluation`), the hybrids' objectives
+(:mod:`xsell.models.hybrid`) and the tuning targets of the comparisons
+(:mod:`xsell.experiments`) all read this module: the target rule
+(:func:`select_targets`), the headline metric of each variant (:data:`HEADLINE`), and
+which variant's validation targets tune which (:data:`TUNED_ON`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+
+from xsell.data import schema as S
+from xsell.data.dataset import Dataset
+
+#: A variant's name.
+Variant = Literal["all", "explore", "cross-category"]
+
+#: The variants, in the order tables show them.
+VARIANTS: tuple[str, ...] = ("all", "explore", "cross-category")
+
+#: The headline metric of each variant as a (metric, k) pair -- NDCG@10 when the whole
+#: basket counts, Recall@20 for discovery (few targets per user, so a longer list is fairer).
+HEADLINE: dict[str, tuple[str, int]] = {"all": ("ndcg", 10), "explore": ("recall", 20),
+                                        "cross-category": ("recall", 20)}
+
+#: Whose validation targets choose a variant's hyperparameters. The cross-category
+#: variant has too few validation users to tune on, and basket completion (a protocol
+#: of its own) asks for new items, so both reuse the explore choice.
+TUNED_ON: dict[str, str] = {"all": "all", "explore": "explore", "cross-category": "explore",
+                            "basket-completion": "explore", "cold-start": "all"}
+
+
+def check_variant(variant: str) -> str:
+    """``variant`` itself, or a ValueError listing the variants."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return variant
+
+
+def new_items_only(variant: str) -> bool:
+    """Whether the variant counts only items new to the user."""
+    return check_variant(variant) != "all"
+
+
+def tuning_target(variant: str) -> tuple[str, str, int]:
+    """(variant tuned on, metric, k) for a variant or protocol name (default: all)."""
+    tuned = TUNED_ON.get(variant, "all")
+    return (tuned, *HEADLINE[tuned])
+
+
+def select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,
+                   variant: str, key: str = S.USER, level: int = 0) -> pd.Series:
+    """Distinct target items per key of held-out rows, by variant.
+
+    Parameters
+    ----------
+    heldout : pandas.DataFrame
+        The held-out rows (``key`` and ``item_id``).
+    history : pandas.DataFrame
+        What each key had bought before (``key`` and ``item_id``).
+    dataset : Dataset
+        Gives the items' categories.
+    variant : {"all", "explore", "cross-category"}
+        The rule (module docstring).
+    key : str
+        The column naming a test point (the user, or a rolling-origin key).
+    level : int
+        Category level of the cross-category rule (0 = department).
+
+    Returns
+    -------
+    pandas.Series
+        Arrays of item ids indexed by key (keys without a target are absent).
+    """
+    check_variant(variant)
+    held = heldout[[key, S.ITEM]].drop_duplicates()
+    if new_items_only(variant):
+        bought = history[[key, S.ITEM]].drop_duplicates().assign(_old=True)
+        held = held.merge(bought, on=[key, S.ITEM], how="left")
+        held = held[held["_old"].isna()].drop(columns="_old")
+    if variant == "cross-category":
+        cat = dataset.item_category(level)
+        known = history[[key]].assign(_cat=cat.reindex(history[S.ITEM]).to_numpy())
+        known = known.drop_duplicates().assign(_old=True)
+        held = held.assign(_cat=cat.reindex(held[S.ITEM]).to_numpy())
+        held = held.merge(known, on=[key, "_cat"], how="left")
+        held = held[held["_old"].isna()]
+    return held.groupby(key, sort=True)[S.ITEM].unique()

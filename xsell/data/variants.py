@@ -40,6 +40,11 @@ TUNED_ON: dict[str, str] = {"all": "all", "explore": "explore", "cross-category"
                             "basket-completion": "explore", "cold-start": "all"}
 
 
+def headline_metrics() -> list[tuple[str, str, int]]:
+    """(variant, metric, k) of every variant's headline number, in table order."""
+    return [(v, *HEADLINE[v]) for v in VARIANTS]
+
+
 def check_variant(variant: str) -> str:
     """``variant`` itself, or a ValueError listing the variants."""
     if variant not in VARIANTS:

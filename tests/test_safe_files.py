@@ -279,3 +279,20 @@ def test_department_transitions_predict_what_logistic_regression_predicts(n_clas
     model = LogisticRegression(max_iter=500).fit(X, y)
     np.testing.assert_array_equal(_log_proba(X, model.coef_, model.intercept_),
                                   model.predict_log_proba(X))
+
+
+def test_a_folder_cannot_point_outside_itself(tmp_path):
+    import hashlib
+    import json
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not mine")
+    write_folder(tmp_path / "v", {"value": np.arange(3)})
+    for name in (str(outside), "../outside.txt"):
+        config = json.loads((tmp_path / "v" / "config.json").read_text())
+        config["files"] = {name: hashlib.sha256(outside.read_bytes()).hexdigest()}
+        text = json.dumps(config)
+        (tmp_path / "v" / "config.json").write_text(text)
+        (tmp_path / "v" / "config.sha256").write_text(hashlib.sha256(text.encode()).hexdigest())
+        with pytest.raises(CheckpointError, match="missing"):
+            read_folder(tmp_path / "v")

@@ -459,7 +459,7 @@ def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
                               "(an older or foreign file)")
     for name, digest in config.get("files", {}).items():
         path = folder / name
-        if ".." in Path(name).parts or not path.is_file():
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
             raise CheckpointError(f"{path}: missing")
         if sha256_file(path) != digest:
             raise CheckpointError(f"{path}: contents do not match the hash in {CONFIG} "

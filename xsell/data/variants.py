@@ -11,6 +11,10 @@ The evaluation protocols (:mod:`xsell.evaluation`), the hybrids' objectives
 (:mod:`xsell.experiments`) all read this module: the target rule
 (:func:`select_targets`), the headline metric of each variant (:data:`HEADLINE`), and
 which variant's validation targets tune which (:data:`TUNED_ON`).
+
+Some models take the rule as a parameter of their own: a hybrid's ``objective`` is a
+variant; the two-tower's ``targets="new"``, the basket completer's ``new_only`` and the
+category control's ``new_items_only`` are the explore rule's "items new to the user".
 """
 
 from __future__ import annotations

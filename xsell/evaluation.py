@@ -40,7 +40,7 @@ from tqdm import tqdm
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import Split
-from xsell.data.variants import VARIANTS, select_targets
+from xsell.data.variants import VARIANTS, headline_metrics, select_targets
 from xsell.metrics import RANKING_METRICS
 from xsell.models.base import Recommender
 
@@ -594,3 +594,50 @@ def compare_splits(make_model: Callable[[], Recommender], splits: Mapping[str, S
         tables.append(table.assign(split=name, test_rows_per_user=per_user))
     out = pd.concat(tables, ignore_index=True)
     return out[["split", "metric", "k", "value", "n_users", "test_rows_per_user"]]
+
+
+def headline_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a results table that are a variant's headline metric, labelled.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A tidy table of :func:`evaluate` (``model``, ``variant``, ``metric``, ``k``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Those rows, in the order of :func:`~xsell.data.variants.headline_metrics`, with a
+        ``column`` label such as ``"explore recall@20"``.
+    """
+    rows = [results[(results["variant"] == v) & (results["metric"] == m) & (results["k"] == k)]
+            .assign(column=f"{v} {m}@{k}") for v, m, k in headline_metrics()]
+    return pd.concat(rows, ignore_index=True)
+
+
+def headline_table(results: pd.DataFrame, models: Sequence[str] | None = None,
+                   what: str = "cell") -> pd.DataFrame:
+    """The chapters' summary: one row per model, one column per variant's headline metric.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A tidy table of :func:`evaluate`; several may be concatenated.
+    models : sequence of str, optional
+        Rows to show, in this order (default: every model, in order of appearance).
+    what : {"cell", "value", "ci_low", "ci_high"}
+        ``"cell"``: the value and its 95% interval as text, ``"0.0812 [0.0722, 0.0905]"``;
+        otherwise that column's numbers.
+    """
+    if what not in ("cell", "value", "ci_low", "ci_high"):
+        raise ValueError(f"what must be 'cell', 'value', 'ci_low' or 'ci_high', not {what!r}")
+    rows = headline_rows(results)
+    if what == "cell":
+        rows = rows.assign(cell=[f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in
+                                 zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)])
+    table = rows.pivot_table(index="model", columns="column", values=what, aggfunc="first",
+                             sort=False)
+    table = table[list(pd.unique(rows["column"]))]
+    table.columns.name = None
+    order = list(pd.unique(rows["model"])) if models is None else list(models)
+    return table.loc[order]

@@ -4,23 +4,37 @@ A grid search: every combination of a model's ``param_grid`` is fitted on the tr
 part and scored on the validation part of the same temporal split; the best combination
 is then refitted on train + validation by :func:`xsell.evaluation.evaluate` before the
 test part is scored once. Deterministic: models take their seeds as parameters.
+
+A search is deterministic, so its outcome can be recorded: :func:`record_tuning` writes
+one JSON per dataset (the data's fingerprint, every model's grid, the chosen values and
+the whole validation table) and :func:`recorded_hyperparameters` gives those choices back
+for the same data and the same grids -- the chapters use it instead of searching again.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from xsell import __version__
+from xsell.checkpoint import data_fingerprint
 from xsell.data.splits import Split
+from xsell.data.variants import VARIANTS, tuning_target
 from xsell.evaluation import next_basket_task, per_user_metrics
+from xsell.fileio import atomic_write
 from xsell.models.base import Recommender
+from xsell.models.registry import model_class
 
 
 def parameter_grid(param_grid: Mapping[str, Sequence]) -> list[dict]:
@@ -82,9 +96,15 @@ def tune_targets(model_class: type[Recommender], split: Split,
     tasks = {v: next_basket_task(split, v, part="validation") for v, _, _ in targets}
     train = split.train_dataset()
     rows, winners = [], {}
+    scoring_only = set(getattr(model_class, "scoring_params", ()))
+    fits: dict = {}  # one fit per combination of the parameters that change the fit
     for params in tqdm(grid, desc=f"tune {model_class.__name__}", disable=not progress):
         start = time.perf_counter()
-        model = model_class(**params).fit(train)
+        fit_key = repr(sorted((p, v) for p, v in params.items() if p not in scoring_only))
+        if fit_key in fits:
+            model = _with_scoring_params(fits[fit_key], params, train)
+        else:
+            model = fits[fit_key] = model_class(**params).fit(train)
         row = {**{p: _plain(v) for p, v in params.items()},
                "fit_seconds": time.perf_counter() - start}
         for variant, metric, k in targets:
@@ -104,6 +124,15 @@ def tune_targets(model_class: type[Recommender], split: Split,
                                                metric, k, variant,
                                                winners.get((variant, metric, k), (None, None))[1])
     return out
+
+
+def _with_scoring_params(fitted: Recommender, params: dict, train) -> Recommender:
+    """A twin of a fitted model that differs only in parameters that change scoring
+    (``scoring_params``): the fitted state is shared, what derives from the data and the
+    parameters is rebuilt, as on load."""
+    twin = type(fitted)(**params)
+    twin._restore_state(fitted._fitted_state(), train)
+    return twin
 
 
 def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | None = None,
@@ -141,3 +170,115 @@ def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | Non
 def _plain(value):
     """JSON-friendly parameter values (numpy scalars to Python)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------------- recorded runs
+#: Recorded tuning runs shipped with the package, one JSON per dataset
+#: (``benchmarks/bench_tuning.py`` writes them).
+RECORDS = Path(__file__).resolve().parent / "tuned"
+
+#: The layout of a record; a record of another layout is ignored.
+RECORD_FORMAT = 1
+
+
+def _json_grid(model_class: type[Recommender]) -> dict:
+    """A model's grid as JSON gives it back (tuples become lists, numpy scalars floats)."""
+    grid = getattr(model_class, "param_grid", {}) or {}
+    return json.loads(json.dumps({p: [_plain(v) for v in values]
+                                  for p, values in sorted(grid.items())}))
+
+
+def record_tuning(split: Split, names: Sequence[str], path: str | Path,
+                  variants: Sequence[str] = VARIANTS, progress: bool = True) -> dict:
+    """Grid-search models on the validation part and write the outcome as a record.
+
+    Parameters
+    ----------
+    split : Split
+        The temporal split the chapters use (:func:`xsell.data.prepare.prepare`).
+    names : sequence of str
+        Registered model names with a ``param_grid``.
+    path : str or Path
+        JSON file to write (atomically).
+    variants : sequence of str
+        Variants whose tuning targets are searched (:func:`~xsell.data.variants.tuning_target`).
+    progress : bool
+        A progress bar over the models.
+
+    Returns
+    -------
+    dict
+        The record as written.
+    """
+    targets = sorted({tuning_target(v) for v in variants})
+    models = {}
+    for name in tqdm(names, desc="record tuning", disable=not progress):
+        cls = model_class(name)
+        start = time.perf_counter()
+        results = tune_targets(cls, split, targets)
+        best = {t: r.best_params for t, r in results.items()}
+        (variant, metric, k), first = next(iter(results.items()))
+        table = first.table.rename(columns={"value": f"{variant} {metric}@{k}"})
+        models[name] = {"param_grid": _json_grid(cls),
+                        "chosen": {v: best[tuning_target(v)] for v in variants},
+                        "seconds": round(time.perf_counter() - start, 1),
+                        "table": json.loads(table.to_json(orient="records"))}
+    record = {"format": RECORD_FORMAT, "data": data_fingerprint(split.dataset),
+              "dataset": split.dataset.name, "split": [split.name, split.params],
+              "targets": [list(t) for t in targets], "xsell_version": __version__,
+              "date": datetime.date.today().isoformat(), "models": models}
+    text = json.dumps(record, indent=1) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return record
+
+
+def find_record(split: Split, folder: str | Path = RECORDS) -> dict | None:
+    """The recorded tuning run of this split's data, if the package has one."""
+    fingerprint = data_fingerprint(split.dataset)
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            warnings.warn(f"{path}: not a readable tuning record; ignored", stacklevel=2)
+            continue
+        if (isinstance(record, dict) and record.get("format") == RECORD_FORMAT
+                and record.get("data") == fingerprint
+                and record.get("split") == [split.name, json.loads(json.dumps(split.params))]):
+            return {**record, "path": str(path)}
+    return None
+
+
+def recorded_hyperparameters(split: Split, names: Sequence[str],
+                             folder: str | Path = RECORDS) -> dict | None:
+    """``{model: {variant: params}}`` from the recorded tuning run of this data.
+
+    The record is used only when it was made on data with the same fingerprint and the
+    same split, and every model's grid is today's ``param_grid``; otherwise the answer is
+    ``None`` (tune live), with a warning when a record of this data exists but is stale.
+
+    Parameters
+    ----------
+    split : Split
+        The temporal split to evaluate on.
+    names : sequence of str
+        Model names; models without a grid get ``{}`` (their defaults).
+    folder : str or Path
+        Where the records are (default: the package's own).
+    """
+    record = find_record(split, folder)
+    if record is None:
+        return None
+    out = {}
+    for name in names:
+        cls = model_class(name)
+        if not getattr(cls, "param_grid", None):
+            out[name] = {v: {} for v in VARIANTS}
+            continue
+        entry = record["models"].get(name)
+        if entry is None or entry["param_grid"] != _json_grid(cls):
+            why = "has no" if entry is None else "has another grid for"
+            warnings.warn(f"{record['path']} {why} {name!r}; tuning live (rerun "
+                          "benchmarks/bench_tuning.py)", stacklevel=2)
+            return None
+        out[name] = {v: dict(p) for v, p in entry["chosen"].items()}
+    return out

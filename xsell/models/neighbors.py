@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, popularity_tiebreak
+from xsell.models.base import RecencyWeighted, capped, popularity_tiebreak
 
 
 def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -100,7 +100,7 @@ def keep_top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return m
 
 
-class ItemKNN(Recommender):
+class ItemKNN(RecencyWeighted):
     """Item-based nearest neighbours (Sarwar et al. 2001; Deshpande & Karypis 2004).
 
     Items are vectors over users: column :math:`x_{\\cdot i}` of the users x items training
@@ -120,6 +120,8 @@ class ItemKNN(Recommender):
 
     Items nobody bought in training score 0; a popularity tie-breaker far below any
     similarity orders the ties (and gives a user without history the popular items).
+    With ``recency`` below 1 each history item votes with the weight of its purchases,
+    older baskets less (:class:`~xsell.models.base.RecencyWeighted`), capped at 1.
 
     Parameters
     ----------
@@ -132,6 +134,9 @@ class ItemKNN(Recommender):
         How the users x items matrix is weighted before the cosine: ``"binary"`` (plain
         cosine), ``"tfidf"`` or ``"bm25"`` (:func:`weigh_documents` with the items as
         documents and their buyers as terms, so users who buy everything count less).
+    recency : float
+        Weight of a history purchase per basket further back when scoring, in (0, 1];
+        1.0 = every history item votes 1 (the fit is unchanged).
 
     Attributes
     ----------
@@ -141,14 +146,16 @@ class ItemKNN(Recommender):
     """
 
     #: Values tried by :func:`xsell.tuning.tune` (12 fits of about 2 s each on the
-    #: Instacart sample).
+    #: Instacart sample; ``recency`` changes only scoring).
     param_grid: dict[str, list] = {"k_neighbors": [100, 1000], "shrink": [0.0, 10.0, 50.0],
-                                   "weighting": ["binary", "tfidf"]}
+                                   "weighting": ["binary", "tfidf"], "recency": [1.0, 0.7]}
 
-    def __init__(self, k_neighbors: int = 100, shrink: float = 0.0, weighting: str = "binary"):
+    def __init__(self, k_neighbors: int = 100, shrink: float = 0.0, weighting: str = "binary",
+                 recency: float = 1.0):
         self.k_neighbors = k_neighbors
         self.shrink = shrink
         self.weighting = weighting
+        self.recency = recency
 
     def fit(self, train: Dataset) -> ItemKNN:
         """Compute the pruned item-item similarity matrix."""
@@ -168,10 +175,10 @@ class ItemKNN(Recommender):
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-        return (_binary(history) @ self.similarity_).toarray() + self.tiebreak_
+        return (capped(history) @ self.similarity_).toarray() + self.tiebreak_
 
 
-class CoOccurrence(Recommender):
+class CoOccurrence(RecencyWeighted):
     """Items bought in the same basket ("customers who bought this also bought").
 
     With :math:`B` the baskets x items 0/1 matrix of the training baskets, :math:`C = B^\\top
@@ -191,8 +198,9 @@ class CoOccurrence(Recommender):
 
     with :math:`w_{jj} = 0` and pairs sharing fewer than ``min_count`` baskets dropped.
     A user scores :math:`s_{ui} = \\sum_{j \\in H_u} w_{ji}` over the distinct items
-    :math:`H_u` of the history; a popularity tie-breaker far below any weight orders the
-    ties.
+    :math:`H_u` of the history (each weighted by its recency when ``recency`` < 1,
+    :class:`~xsell.models.base.RecencyWeighted`); a popularity tie-breaker far below any
+    weight orders the ties.
 
     Parameters
     ----------
@@ -200,6 +208,9 @@ class CoOccurrence(Recommender):
         ``None``, ``"conditional"``, ``"cosine"`` or ``"lift"`` (see above).
     min_count : int
         Minimum number of shared baskets for a pair to count.
+    recency : float
+        Weight of a history purchase per basket further back when scoring, in (0, 1];
+        1.0 = every history item counts 1 (the fit is unchanged).
 
     Attributes
     ----------
@@ -215,11 +226,13 @@ class CoOccurrence(Recommender):
     #: Values tried by :func:`xsell.tuning.tune` (9 fits of well under a second each on
     #: the Instacart sample).
     param_grid: dict[str, list] = {"normalize": [None, "conditional", "cosine"],
-                                   "min_count": [1, 2, 3]}
+                                   "min_count": [1, 2, 3], "recency": [1.0, 0.7]}
 
-    def __init__(self, normalize: str | None = "conditional", min_count: int = 1):
+    def __init__(self, normalize: str | None = "conditional", min_count: int = 1,
+                 recency: float = 1.0):
         self.normalize = normalize
         self.min_count = min_count
+        self.recency = recency
 
     def fit(self, train: Dataset) -> CoOccurrence:
         """Count co-occurrences within the training baskets and normalise them."""
@@ -255,7 +268,7 @@ class CoOccurrence(Recommender):
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-        return (_binary(history) @ self.weights_).toarray() + self.tiebreak_
+        return (capped(history) @ self.weights_).toarray() + self.tiebreak_
 
 
 def item_neighbors(model: ItemKNN | CoOccurrence, item, n: int = 10) -> pd.Series:

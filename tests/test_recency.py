@@ -101,3 +101,53 @@ def test_decayed_model_saves_and_loads(tmp_path, tiny):
     loaded = ItemKNN.load(tmp_path / "knn", tiny)
     assert loaded.recency == 0.5
     assert np.array_equal(loaded.score(["u"]), model.score(["u"]))
+
+
+# ---------------------------------------------------------------------- sequential pairs
+@pytest.fixture(scope="module")
+def sequence() -> Dataset:
+    # One item per basket: x then y then z (user s1), x then y (s2), y then x (s3).
+    rows = [("s1", "x", 0), ("s1", "y", 1), ("s1", "z", 2), ("s2", "x", 0), ("s2", "y", 1),
+            ("s3", "y", 0), ("s3", "x", 1), ("s3", "x", 2)]
+    items = pd.DataFrame({"item_id": list("xyz"), "title": list("XYZ")})
+    return Dataset.from_frames(pd.DataFrame(rows, columns=["user_id", "item_id", "seq"]),
+                               items)
+
+
+def _counts(model: CoOccurrence) -> pd.DataFrame:
+    ids = model.items_
+    return pd.DataFrame(model.counts_.toarray(), index=ids, columns=ids)
+
+
+def test_window_counts_pairs_across_consecutive_baskets(sequence):
+    assert CoOccurrence().fit(sequence).counts_.nnz == 0  # no two items share a basket
+    one = _counts(CoOccurrence(window=1).fit(sequence))
+    # Row = earlier item, column = later: x->y twice (s1, s2), y->z and y->x once each;
+    # s3's x then x again is a repeat, not a pair.
+    assert one.loc["x", "y"] == 2 and one.loc["y", "z"] == 1 and one.loc["y", "x"] == 1
+    assert one.loc["x", "z"] == 0 and np.all(np.diag(one) == 0)
+    two = _counts(CoOccurrence(window=2).fit(sequence))
+    assert two.loc["x", "z"] == 1  # two baskets apart
+    model = CoOccurrence(window=1, normalize="conditional").fit(sequence)
+    assert model.basket_counts_.tolist() == [4, 3, 1]  # baskets holding x, y, z
+    assert model.weights_[0, 1] == pytest.approx(2 / 4)  # P(y next | x)
+    assert model.recommend(["s2"], k=1, exclude_seen=True).tolist() == [["z"]]
+
+
+def test_window_zero_is_the_same_basket_model(tiny):
+    from xsell.data.synthetic import make_synthetic_shop
+
+    shop = make_synthetic_shop(n_users=40, seed=4)
+    for data in (shop, tiny):
+        for normalize in (None, "conditional", "cosine", "lift"):
+            before = CoOccurrence(normalize=normalize).fit(data)
+            after = CoOccurrence(normalize=normalize, window=0).fit(data)
+            assert (before.weights_ != after.weights_).nnz == 0
+            assert np.array_equal(before.score(data.user_index), after.score(data.user_index))
+    assert CoOccurrence(window=3).fit(shop).counts_.nnz > CoOccurrence().fit(shop).counts_.nnz
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", None])
+def test_invalid_window_is_refused(bad, sequence):
+    with pytest.raises(ValueError, match="window must be a whole number"):
+        CoOccurrence(window=bad).fit(sequence)

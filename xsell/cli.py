@@ -159,6 +159,15 @@ def _baseline(given: str | None, names: list[str]) -> str | None:
     return given
 
 
+def _seen_choice(args: argparse.Namespace) -> bool | None:
+    """``--exclude-seen`` / ``--keep-seen`` as True / False; None (the data decide) if neither."""
+    if args.exclude_seen and args.keep_seen:
+        raise InputError("--exclude-seen and --keep-seen contradict each other; give one of "
+                         "them, or neither to follow the data (seen items are removed when "
+                         "users rarely buy an item twice)")
+    return True if args.exclude_seen else False if args.keep_seen else None
+
+
 def _out_file(path: str | None, example: str) -> None:
     from xsell.fileio import check_writable
 
@@ -278,12 +287,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _at_least(args.bootstrap, 1, "--bootstrap")
     _at_least(args.n_origins, 1, "--n-origins")
     _at_least(args.min_baskets, 1, "--min-baskets")
+    exclude_seen = _seen_choice(args)
     _out_file(args.out, "results.json")
     ds = _load(args)
     _check_histories(ds, args.min_baskets, "--min-baskets")
     _check_protocol(ds, args)
     # Only an explicit choice is passed on; without one the data decide (the repeat rate).
-    seen = {} if args.exclude_seen is None else {"exclude_seen": args.exclude_seen}
+    seen = {} if exclude_seen is None else {"exclude_seen": exclude_seen}
     try:
         result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
                                   baseline=baseline, tuned=not args.no_tune,
@@ -455,15 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="bootstrap resamples for confidence intervals")
     evaluate.add_argument("--min-baskets", type=int, default=MIN_USER_BASKETS,
                           help="drop users with fewer baskets (train + validation + test)")
-    seen = evaluate.add_mutually_exclusive_group()
-    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_const", const=True,
-                      default=None,
-                      help="remove items the user already has from the 'all' ranking "
-                           "(default: when the training repeat rate is below "
-                           "the threshold, as in review-style data)")
-    seen.add_argument("--keep-seen", dest="exclude_seen", action="store_const", const=False,
-                      help="keep items the user already has in the 'all' ranking (default: "
-                           "when users re-buy, as in grocery baskets)")
+    evaluate.add_argument("--exclude-seen", action="store_true",
+                          help="remove items the user already has from the 'all' ranking "
+                               "(default: when the training repeat rate is below the "
+                               "threshold, as in review-style data)")
+    evaluate.add_argument("--keep-seen", action="store_true",
+                          help="keep items the user already has in the 'all' ranking "
+                               "(default: when users re-buy, as in grocery baskets)")
     evaluate.add_argument("--out", metavar="JSON",
                           help="write results to this file (checked before any work)")
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -145,7 +145,10 @@ def test_param_grid_is_small_and_valid(cls):
     grid = cls.param_grid
     params = inspect.signature(cls.__init__).parameters
     assert set(grid) <= set(params)
-    assert 2 <= np.prod([len(v) for v in grid.values()]) <= 12
+    assert 2 <= np.prod([len(v) for v in grid.values()])
+    # Fits: scoring-only parameters need no refit (Recommender.scoring_params).
+    assert set(cls.scoring_params) <= set(params)
+    assert np.prod([len(v) for k, v in grid.items() if k not in cls.scoring_params]) <= 12
     # Hyperparameters are stored as given (scikit-learn style).
     for values in itertools.product(*grid.values()):
         model = cls(**dict(zip(grid, values, strict=True)))

@@ -277,6 +277,9 @@ CASES = [
          r"commas, e\.g\. --k 10,20"),
     Case("bootstrap-negative", args(*EVAL, "--bootstrap", "-3"),
          r"--bootstrap -3: must be a whole number of at least 1"),
+    Case("seen-flags-both", args(*EVAL, "--exclude-seen", "--keep-seen"),
+         r"--exclude-seen and --keep-seen contradict each other; give one of them, or "
+         r"neither to follow the data"),
     Case("variants-unknown", args(*EVAL, "--variants", "all,explor"),
          r"--variants: unknown variant 'explor'; choose from all, explore, cross-category"),
     Case("users-0", args(*EVAL[:1], "--synthetic", "--users", "0", *EVAL[4:]),

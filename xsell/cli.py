@@ -6,7 +6,8 @@ Commands::
     xsell data validate  --interactions F --items F
     xsell data export-complete-journey DIR [--households N]
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
-    xsell evaluate       [data] --protocol P --models a,b --k 10,20 --out results.json
+    xsell evaluate       [data] --protocol P --models a,b --k 10,20 [--exclude-seen |
+                         --keep-seen] --out results.json
     xsell recommend      [data] (--user ID | --history ID,ID | --new-user) [--k 10]
     xsell complete       [data] --items ID,ID,... [--user ID] [--k 10]
 
@@ -158,6 +159,15 @@ def _baseline(given: str | None, names: list[str]) -> str | None:
     return given
 
 
+def _seen_choice(args: argparse.Namespace) -> bool | None:
+    """``--exclude-seen`` / ``--keep-seen`` as True / False; None (the data decide) if neither."""
+    if args.exclude_seen and args.keep_seen:
+        raise InputError("--exclude-seen and --keep-seen contradict each other; give one of "
+                         "them, or neither to follow the data (seen items are removed when "
+                         "users rarely buy an item twice)")
+    return True if args.exclude_seen else False if args.keep_seen else None
+
+
 def _out_file(path: str | None, example: str) -> None:
     from xsell.fileio import check_writable
 
@@ -277,15 +287,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _at_least(args.bootstrap, 1, "--bootstrap")
     _at_least(args.n_origins, 1, "--n-origins")
     _at_least(args.min_baskets, 1, "--min-baskets")
+    exclude_seen = _seen_choice(args)
     _out_file(args.out, "results.json")
     ds = _load(args)
     _check_histories(ds, args.min_baskets, "--min-baskets")
     _check_protocol(ds, args)
+    # Only an explicit choice is passed on; without one the data decide (the repeat rate).
+    seen = {} if exclude_seen is None else {"exclude_seen": exclude_seen}
     try:
         result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
                                   baseline=baseline, tuned=not args.no_tune,
                                   n_origins=args.n_origins, n_boot=args.bootstrap,
-                                  seed=args.seed, min_user_baskets=args.min_baskets)
+                                  seed=args.seed, min_user_baskets=args.min_baskets, **seen)
     except KeyError as err:  # an empty result table has no 'value' / 'variant' column
         if err.args and err.args[0] in ("value", "variant", "model", "metric"):
             raise InputError(f"--protocol {args.protocol}: no test points to evaluate on "
@@ -294,12 +307,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 from None
         raise
     print(result.table_text())
+    policy = _seen_policy_text(result.tasks)
+    if policy:
+        print(policy)
     if args.out:
         from xsell.fileio import save_json
 
         path = save_json(result.to_json(), args.out)
         print(f"\nwrote {path}")
     return 0
+
+
+def _seen_policy_text(tasks: dict) -> str:
+    """One line on the seen-item policy of the ``all`` variant, from a result's tasks."""
+    from xsell.data.variants import REPEAT_RATE_THRESHOLD
+
+    info = next((t for name, t in tasks.items() if name == "all" and "exclude_seen" in t),
+                None)
+    if info is None:
+        return ""
+    rate = info.get("repeat_rate")
+    shown = "undefined (no user has a second training basket)" if rate is None else f"{rate:.3f}"
+    what = "removed from" if info["exclude_seen"] else "kept in"
+    why = ("as asked (--exclude-seen / --keep-seen)" if info["exclude_seen_by"] == "caller"
+           else f"{'below' if info['exclude_seen'] else 'at or above'} the threshold "
+                f"{REPEAT_RATE_THRESHOLD:g}; override with --exclude-seen / --keep-seen")
+    return (f"seen items: {what} the 'all' ranking; training repeat rate {shown}, {why}")
 
 
 def _print_table(table, note: str | None = None) -> None:
@@ -432,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="bootstrap resamples for confidence intervals")
     evaluate.add_argument("--min-baskets", type=int, default=MIN_USER_BASKETS,
                           help="drop users with fewer baskets (train + validation + test)")
+    evaluate.add_argument("--exclude-seen", action="store_true",
+                          help="remove items the user already has from the 'all' ranking "
+                               "(default: when the training repeat rate is below the "
+                               "threshold, as in review-style data)")
+    evaluate.add_argument("--keep-seen", action="store_true",
+                          help="keep items the user already has in the 'all' ranking "
+                               "(default: when users re-buy, as in grocery baskets)")
     evaluate.add_argument("--out", metavar="JSON",
                           help="write results to this file (checked before any work)")
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -22,7 +22,10 @@ items and seen-item policy. A task is built from a split by a protocol:
   (:func:`basket_completion_task`; targets are items new to the user).
 
 Candidates are the items seen in training (all items for ``cold-start``); targets that
-cannot be ranked stay in the denominator. :func:`evaluate` returns a tidy table with
+cannot be ranked stay in the denominator. Whether items the user already has may be
+ranked follows the data on ``all`` (removed when the training repeat rate is low, as in
+review-style logs; :func:`~xsell.data.variants.seen_items_excluded`) unless the caller
+says otherwise; every task reports its ``repeat_rate`` and ``exclude_seen`` in ``info``. :func:`evaluate` returns a tidy table with
 bootstrap confidence intervals over users and a paired test against a baseline.
 """
 
@@ -40,7 +43,13 @@ from tqdm import tqdm
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import Split
-from xsell.data.variants import VARIANTS, headline_metrics, select_targets
+from xsell.data.variants import (
+    VARIANTS,
+    headline_metrics,
+    repeat_rate,
+    seen_items_excluded,
+    select_targets,
+)
 from xsell.metrics import RANKING_METRICS
 from xsell.models.base import Recommender
 
@@ -110,8 +119,36 @@ class Task:
         return int(pd.Series(self.owners).nunique())
 
 
+def seen_policy(variant: str, history: pd.DataFrame,
+                exclude_seen: bool | None = None) -> tuple[bool, dict]:
+    """A task's seen-item policy and what it reports of it (the ``info`` entries).
+
+    Parameters
+    ----------
+    variant : {"all", "explore", "cross-category"}
+        The target variant.
+    history : pandas.DataFrame
+        The interactions the models are fitted on (their repeat rate decides ``all``).
+    exclude_seen : bool, optional
+        The caller's choice for ``all``; ``None`` follows the repeat rate.
+
+    Returns
+    -------
+    exclude : bool
+        Whether items of the user's history are removed from the ranking.
+    info : dict
+        ``repeat_rate`` (``None`` when undefined), ``exclude_seen`` and
+        ``exclude_seen_by`` (``"variant"``, ``"repeat rate"`` or ``"caller"``).
+    """
+    rate = repeat_rate(history)
+    exclude = seen_items_excluded(variant, rate, exclude_seen)
+    by = "variant" if variant != "all" else "repeat rate" if exclude_seen is None else "caller"
+    return exclude, {"repeat_rate": None if np.isnan(rate) else rate, "exclude_seen": exclude,
+                     "exclude_seen_by": by}
+
+
 def next_basket_task(split: Split, variant: str = "all", part: str = "test",
-                     level: int = 0) -> Task:
+                     level: int = 0, exclude_seen: bool | None = None) -> Task:
     """The next-basket task of a temporal split.
 
     Parameters
@@ -124,18 +161,27 @@ def next_basket_task(split: Split, variant: str = "all", part: str = "test",
         ``"test"``: the model is fitted on train + validation; ``"validation"``: on train.
     level : int
         Category level of the cross-category variant (0 = department).
+    exclude_seen : bool, optional
+        Remove the user's items from the ``all`` ranking (``True``) or keep them
+        (``False``); ``None`` follows the training repeat rate (:func:`seen_policy`).
+        The other variants always remove them.
     """
     heldout = split.test if part == "test" else split.validation
     history = pd.concat([split.train, split.validation]) if part == "test" else split.train
     targets = select_targets(heldout, history, split.dataset, variant, level=level)
+    exclude, policy = seen_policy(variant, history, exclude_seen)
     return Task(f"next-basket/{variant}", targets.index.to_numpy(), targets.index.to_numpy(),
-                list(targets.to_numpy()), history=None, exclude_seen=variant != "all",
-                candidates=history[S.ITEM].unique(), info={"part": part})
+                list(targets.to_numpy()), history=None, exclude_seen=exclude,
+                candidates=history[S.ITEM].unique(), info={"part": part, **policy})
 
 
 def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "all",
-                        level: int = 0) -> tuple[Task, Dataset]:
+                        level: int = 0, exclude_seen: bool | None = None
+                        ) -> tuple[Task, Dataset]:
     """Each of a user's last ``n_origins`` baskets is a test point with its own history.
+
+    ``exclude_seen`` is as in :func:`next_basket_task`, the repeat rate taken on the
+    baskets models are fitted on.
 
     Returns
     -------
@@ -165,11 +211,12 @@ def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "al
                               history, dataset, variant, level=level)
     owner = tests.drop_duplicates("_key").set_index("_key")[S.USER]
     points = targets.index.to_numpy()
+    exclude, policy = seen_policy(variant, train.interactions, exclude_seen)
     task = Task(f"rolling-origin({n_origins})/{variant}", points,
                 owner.reindex(points).to_numpy(), list(targets.to_numpy()),
                 history=history[history[S.USER].isin(points)],
-                exclude_seen=variant != "all", candidates=train.interactions[S.ITEM].unique(),
-                info={"n_origins": n_origins})
+                exclude_seen=exclude, candidates=train.interactions[S.ITEM].unique(),
+                info={"n_origins": n_origins, **policy})
     return task, train
 
 
@@ -345,8 +392,12 @@ def _fitted(model: Recommender | Callable[[], Recommender], train: Dataset) -> R
 
 
 def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[str] = VARIANTS,
-                part: str = "test", n_origins: int = 5) -> tuple[Dataset, dict[str, Task]]:
+                part: str = "test", n_origins: int = 5, exclude_seen: bool | None = None
+                ) -> tuple[Dataset, dict[str, Task]]:
     """The training data and the tasks of a protocol (see :func:`evaluate`).
+
+    ``exclude_seen`` settles the seen-item policy of the ``all`` variant of next-basket
+    and rolling-origin (:func:`next_basket_task`; ``None``: the training repeat rate).
 
     Raises
     ------
@@ -358,7 +409,8 @@ def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[
         raise ValueError("give at least one variant: " + ", ".join(VARIANTS))
     if protocol == "next-basket":
         train = split.train_dataset(include_validation=part == "test")
-        tasks = {v: next_basket_task(split, v, part=part) for v in variants}
+        tasks = {v: next_basket_task(split, v, part=part, exclude_seen=exclude_seen)
+                 for v in variants}
     elif protocol == "cold-start":
         train = split.train_dataset(include_validation=part == "test")
         tasks = {"cold-start": cold_start_task(split, part=part)}
@@ -370,7 +422,8 @@ def build_tasks(split: Split, protocol: str = "next-basket", variants: Sequence[
             raise ValueError(f"n_origins must be at least 1, not {n_origins}")
         tasks, train = {}, None
         for v in variants:
-            tasks[v], train = rolling_origin_task(split.dataset, n_origins, v)
+            tasks[v], train = rolling_origin_task(split.dataset, n_origins, v,
+                                                  exclude_seen=exclude_seen)
     else:
         raise ValueError(f"unknown protocol {protocol!r}; choose next-basket, rolling-origin, "
                          "cold-start or basket-completion")
@@ -407,7 +460,8 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
              variants: Sequence[str] = VARIANTS,
              metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
              baseline: str | None = "popularity", part: str = "test", n_origins: int = 5,
-             n_boot: int = 1000, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+             n_boot: int = 1000, seed: int = 0, progress: bool = True,
+             exclude_seen: bool | None = None) -> pd.DataFrame:
     """Fit every model and score it under one protocol; tidy results with CIs.
 
     Parameters
@@ -440,6 +494,9 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
         Seed of the bootstrap.
     progress : bool
         Show a progress bar.
+    exclude_seen : bool, optional
+        Seen-item policy of the ``all`` variant (:func:`next_basket_task`; ``None``:
+        follow the training repeat rate).
 
     Returns
     -------
@@ -449,7 +506,7 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
     """
     if baseline is not None and baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not among the models {list(models)}")
-    train, tasks = build_tasks(split, protocol, variants, part, n_origins)
+    train, tasks = build_tasks(split, protocol, variants, part, n_origins, exclude_seen)
     per_point = {}
     bar = tqdm(models.items(), desc=f"evaluate {protocol}", disable=not progress)
     for name, model in bar:

@@ -9,8 +9,10 @@ A held-out basket is judged in one of three *variants*:
 The evaluation protocols (:mod:`xsell.evaluation`), the hybrids' objectives
 (:mod:`xsell.models.hybrid`) and the tuning targets of the comparisons
 (:mod:`xsell.experiments`) all read this module: the target rule
-(:func:`select_targets`), the headline metric of each variant (:data:`HEADLINE`), and
-which variant's validation targets tune which (:data:`TUNED_ON`).
+(:func:`select_targets`), the headline metric of each variant (:data:`HEADLINE`),
+which variant's validation targets tune which (:data:`TUNED_ON`), and whether items the
+user already has may be ranked (:func:`seen_items_excluded`, which follows the data's
+:func:`repeat_rate`).
 
 Some models take the rule as a parameter of their own: a hybrid's ``objective`` is a
 variant; the two-tower's ``targets="new"``, the basket completer's ``new_only`` and the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from xsell.data import schema as S
@@ -65,6 +68,63 @@ def tuning_target(variant: str) -> tuple[str, str, int]:
     """(variant tuned on, metric, k) for a variant or protocol name (default: all)."""
     tuned = TUNED_ON.get(variant, "all")
     return (tuned, *HEADLINE[tuned])
+
+
+#: Training repeat rate below which a log counts as review-style (one item per event,
+#: almost never the same item twice): on the ``all`` variant the items a user already
+#: has are then removed from the ranking, since they would fill the list although they
+#: are (almost) never a target. Grocery baskets repeat far more (Instacart about 0.6);
+#: each user's first purchase of each item (:func:`xsell.data.review_style.first_purchases`)
+#: repeats never (0).
+REPEAT_RATE_THRESHOLD: float = 0.1
+
+
+def repeat_rate(interactions: pd.DataFrame) -> float:
+    """Share of purchases, after each user's first basket, of an item the user had before.
+
+    Every (user, basket, item) row in a basket after the user's first counts once; it is
+    a *repeat* when the same user bought the item in an earlier basket (a repeat within
+    one basket is not). Pooled over users, so heavy buyers weigh more.
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame
+        Rows with ``user_id``, ``item_id`` and ``seq``.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` when no user has a second basket (no evidence either way).
+    """
+    rows = interactions[[S.USER, S.ITEM, S.SEQ]].drop_duplicates()
+    first_basket = rows.groupby(S.USER)[S.SEQ].transform("min").to_numpy()
+    first_purchase = rows.groupby([S.USER, S.ITEM])[S.SEQ].transform("min").to_numpy()
+    seq = rows[S.SEQ].to_numpy()
+    later = seq > first_basket
+    if not later.any():
+        return float("nan")
+    return float(np.mean(seq[later] > first_purchase[later]))
+
+
+def seen_items_excluded(variant: str, rate: float, exclude_seen: bool | None = None) -> bool:
+    """Whether a task removes the items of the user's history from the ranking.
+
+    Parameters
+    ----------
+    variant : {"all", "explore", "cross-category"}
+        ``explore`` and ``cross-category`` always remove them: their targets are new
+        items, so an item the user has can never be one.
+    rate : float
+        The training :func:`repeat_rate`. On ``all``, seen items are removed when it is
+        below :data:`REPEAT_RATE_THRESHOLD` (``nan``, no evidence: kept).
+    exclude_seen : bool, optional
+        The user's explicit choice for ``all``, which overrides the repeat rate.
+    """
+    if new_items_only(variant):
+        return True
+    if exclude_seen is not None:
+        return bool(exclude_seen)
+    return bool(rate < REPEAT_RATE_THRESHOLD)
 
 
 def select_targets(heldout: pd.DataFrame, history: pd.DataFrame, dataset: Dataset,

@@ -10,6 +10,10 @@ interactions; pass ``history=`` (interaction rows) to score users from any other
 -- a new user, or a user seen only up to some point in time (the rolling-origin protocol).
 History-based models (buy-again, item-kNN, EASE) read the history directly; factor models
 fold it in.
+
+What a model is *fitted* on (``train_history_``) and what it *scores* from need not be
+weighted alike: the models derived from :class:`RecencyWeighted` fit on plain counts and
+score from a history in which older baskets weigh less (``recency``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,27 @@ def interaction_matrix(interactions: pd.DataFrame, users: pd.Index, items: pd.In
     keep = (rows >= 0) & (cols >= 0)
     return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])),
                          shape=(len(users), len(items)))
+
+
+def basket_age(interactions: pd.DataFrame) -> np.ndarray:
+    """Baskets between each row's basket and its user's latest one (0 = the latest).
+
+    Rows without a ``seq`` column are all taken to be in one basket (age 0).
+    """
+    if S.SEQ not in interactions or len(interactions) == 0:
+        return np.zeros(len(interactions))
+    return (interactions.groupby(S.USER)[S.SEQ].transform("max")
+            - interactions[S.SEQ]).to_numpy()
+
+
+def check_recency(recency) -> float:
+    """``recency`` as a float, or a ValueError naming it (a number in (0, 1] is required)."""
+    ok = isinstance(recency, (int, float, np.integer, np.floating)) and \
+        not isinstance(recency, bool) and 0.0 < float(recency) <= 1.0
+    if not ok:
+        raise ValueError(f"recency must be a number in (0, 1] -- the weight of a purchase "
+                         f"one basket further back; 1.0 = no decay -- not {recency!r}")
+    return float(recency)
 
 
 def top_k(scores: np.ndarray, k: int, sort: bool = True) -> np.ndarray:
@@ -87,7 +112,9 @@ class Recommender(Saveable):
 
     Subclasses implement :meth:`fit` (calling ``self._remember(train)`` first) and
     ``_score_history``; they may override :meth:`history_matrix` to weight a history their
-    own way (buy-again weights recent purchases more).
+    own way (buy-again weights recent purchases more), and :meth:`scoring_matrix` to score
+    from a history weighted otherwise than the one they are fitted on
+    (:class:`RecencyWeighted`).
 
     A fitted model is saved with ``model.save(folder)`` and read back with
     ``Class.load(folder, train)`` (:class:`~xsell.checkpoint.Saveable`: JSON + ``.npz`` /
@@ -108,6 +135,10 @@ class Recommender(Saveable):
     #: that read item text set this to True.
     scores_unseen_items: bool = False
 
+    #: Constructor parameters that change only how a fitted model scores, not what
+    #: :meth:`fit` learns: a tuner may fit once and score each of their values.
+    scoring_params: tuple[str, ...] = ()
+
     def fit(self, train: Dataset) -> Recommender:
         """Learn from a training dataset; returns ``self``."""
         raise NotImplementedError
@@ -121,8 +152,23 @@ class Recommender(Saveable):
         raise NotImplementedError
 
     def history_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
-        """Users x catalogue matrix of a history, weighted as this model reads it (counts)."""
+        """Users x catalogue matrix of a history, weighted as this model reads it (counts).
+
+        The training history ``train_history_`` -- what :meth:`fit` learns from -- is
+        this matrix of the training interactions.
+        """
         return interaction_matrix(interactions, users, self.items_)
+
+    def scoring_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
+        """Users x catalogue matrix of a history as the model scores from it.
+
+        By default the same as :meth:`history_matrix`.
+        """
+        return self.history_matrix(interactions, users)
+
+    def _training_scoring_matrix(self) -> sp.csr_matrix:
+        """:meth:`scoring_matrix` of the training users' histories (rows = ``users_``)."""
+        return self.train_history_
 
     # ------------------------------------------------------------------ provided
     def _restore_state(self, state: dict, dataset: Dataset) -> None:
@@ -146,11 +192,11 @@ class Recommender(Saveable):
             known = np.flatnonzero(rows >= 0)
             selector = sp.csr_matrix((np.ones(len(known)), (known, rows[known])),
                                      shape=(len(users), len(self.users_)))
-            return (selector @ self.train_history_).tocsr(), rows
+            return (selector @ self._training_scoring_matrix()).tocsr(), rows
         if not pd.Index(users).is_unique:
             raise ValueError("users must be unique when a history is given")
         index = pd.Index(users)
-        return self.history_matrix(history, index).tocsr(), np.full(len(users), -1)
+        return self.scoring_matrix(history, index).tocsr(), np.full(len(users), -1)
 
     def score(self, users, items=None, history: pd.DataFrame | None = None) -> np.ndarray:
         """Scores of ``users`` (ids) for ``items`` (ids; default all catalogue items).
@@ -244,3 +290,65 @@ class Recommender(Saveable):
             out.append(top_k(scores, k))
         codes = np.vstack(out) if out else np.empty((0, k), dtype=int)
         return self.items_.to_numpy()[codes]
+
+
+class RecencyWeighted(Recommender):
+    """A recommender that scores from a recency-weighted history (parameter ``recency``).
+
+    When scoring, a purchase made :math:`n` baskets before the user's latest basket
+    weighs :math:`r^n` (:math:`r` = ``recency``), and an item's weight is the sum over its
+    purchases,
+
+    .. math:: h_{ui} = \\sum_{s} r^{\\,t_u - s}\\, c_{uis},
+
+    with :math:`t_u` the user's latest basket and :math:`c_{uis}` the times item
+    :math:`i` is in the user's basket :math:`s`. At :math:`r = 1` this is the plain count
+    matrix, and scores are exactly those of a model without decay. Models that read a
+    0/1 history cap the weights at 1 (:func:`capped`), so at :math:`r = 1` they still read
+    0/1. Only scoring is weighted: :meth:`fit` learns from ``train_history_``, the
+    plain counts, whatever ``recency`` is -- so ``recency`` is a scoring parameter
+    (:attr:`scoring_params`).
+
+    Subclasses take ``recency`` as a constructor argument.
+    """
+
+    scoring_params: tuple[str, ...] = ("recency",)
+
+    recency: float
+
+    def _remember(self, train: Dataset) -> None:
+        check_recency(self.recency)  # fail at fit, before any work
+        self._scoring_cache = None  # weights of an earlier fit's data
+        super()._remember(train)
+
+    def scoring_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
+        """The history with a purchase ``n`` baskets back weighted ``recency ** n``."""
+        recency = check_recency(self.recency)
+        if recency == 1.0:
+            return super().scoring_matrix(interactions, users)
+        return interaction_matrix(interactions, users, self.items_,
+                                  recency ** basket_age(interactions))
+
+    def _training_scoring_matrix(self) -> sp.csr_matrix:
+        if check_recency(self.recency) == 1.0:
+            return self.train_history_
+        # Built on first use and kept per recency value: a fitted model may be scored with
+        # several values (scoring_params) without refitting.
+        cached = getattr(self, "_scoring_cache", None)
+        if cached is None or cached[0] != self.recency:
+            cached = (self.recency,
+                      self.scoring_matrix(self.dataset_.interactions, self.users_).tocsr())
+            self._scoring_cache = cached
+        return cached[1]
+
+
+def capped(history: sp.csr_matrix) -> sp.csr_matrix:
+    """History weights capped at 1, explicit zeros dropped (float64).
+
+    Counts become 0/1 -- each distinct item once, as item-item models read a history --
+    while recency weights below 1 (:class:`RecencyWeighted`) pass unchanged.
+    """
+    out = sp.csr_matrix(history, dtype=float, copy=True)
+    out.eliminate_zeros()
+    np.minimum(out.data, 1.0, out=out.data)
+    return out

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, interaction_matrix
+from xsell.models.base import Recommender, basket_age, interaction_matrix
 
 
 class Popularity(Recommender):
@@ -62,8 +61,7 @@ class BuyAgain(Recommender):
         if self.half_life is None or len(interactions) == 0:
             weights = None
         else:
-            age = interactions.groupby(S.USER)[S.SEQ].transform("max") - interactions[S.SEQ]
-            weights = 0.5 ** (age.to_numpy() / self.half_life)
+            weights = 0.5 ** (basket_age(interactions) / self.half_life)
         return interaction_matrix(interactions, users, self.items_, weights)
 
     def fit(self, train: Dataset) -> BuyAgain:

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xsell.data import schema as S
-from xsell.models.base import interaction_matrix
+from xsell.models.base import basket_age, interaction_matrix
 
 
 def decay_weights(interactions: pd.DataFrame, users: pd.Index, items: pd.Index,
@@ -27,8 +27,8 @@ def decay_weights(interactions: pd.DataFrame, users: pd.Index, items: pd.Index,
     """Users x items decayed weights of whole histories (age 0 = the user's last basket)."""
     if half_life is None or len(interactions) == 0:
         return interaction_matrix(interactions, users, items)
-    age = interactions.groupby(S.USER)[S.SEQ].transform("max") - interactions[S.SEQ]
-    return interaction_matrix(interactions, users, items, 0.5 ** (age.to_numpy() / half_life))
+    return interaction_matrix(interactions, users, items,
+                              0.5 ** (basket_age(interactions) / half_life))
 
 
 def top_items(weights: sp.csr_matrix, max_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,9 @@ random unbought one (a pairwise classification).
 A user outside the training data, or a training user scored from another history (the
 ``history=`` argument), has no learned vector; it is *folded in*: solved for given the
 fixed item vectors (:func:`fold_in`). For ALS this is exactly the step ALS itself
-alternates; for BPR it is a ridge approximation.
+alternates; for BPR it is a ridge approximation. With ``recency`` below 1 a folded-in
+history weighs older baskets less (:class:`~xsell.models.base.RecencyWeighted`): in ALS's
+confidences, in BPR's regression targets. Training users keep their learned vectors.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, popularity_tiebreak
+from xsell.models.base import RecencyWeighted, capped, popularity_tiebreak
 from xsell.models.neighbors import weigh_documents
 
 
 def fold_in(item_factors: np.ndarray, confidence: sp.csr_matrix,
-            regularization: float) -> np.ndarray:
+            regularization: float, preference: sp.csr_matrix | None = None) -> np.ndarray:
     """User vectors that best explain each history, item vectors held fixed.
 
     For each row :math:`u` of ``confidence`` (a history, :math:`c_{ui} > 0` for its items)
@@ -45,6 +47,9 @@ def fold_in(item_factors: np.ndarray, confidence: sp.csr_matrix,
         Users x items confidences :math:`c_{ui}` of the bought items.
     regularization : float
         :math:`\\lambda`.
+    preference : scipy.sparse.csr_matrix, optional
+        :math:`p_{ui}` of the bought items, same sparsity pattern as ``confidence``
+        (default 1): a soft target, e.g. a recency weight.
 
     Returns
     -------
@@ -61,11 +66,12 @@ def fold_in(item_factors: np.ndarray, confidence: sp.csr_matrix,
         items, c = confidence.indices[lo:hi], confidence.data[lo:hi]
         yu = y[items]
         a = base + (yu.T * (c - 1.0)) @ yu
-        out[u] = np.linalg.solve(a, yu.T @ c)
+        target = c if preference is None else c * preference.data[lo:hi]
+        out[u] = np.linalg.solve(a, yu.T @ target)
     return out
 
 
-class FactorModel(Recommender):
+class FactorModel(RecencyWeighted):
     """Base of the factor models: :math:`s_{ui} = x_u^\\top y_i`.
 
     Training users are scored with their learned vectors; any other history (a new user,
@@ -77,6 +83,10 @@ class FactorModel(Recommender):
     def _confidence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         raise NotImplementedError
 
+    def _preference(self, counts: sp.csr_matrix) -> sp.csr_matrix | None:
+        """Fold-in targets :math:`p_{ui}` of a history (``None``: 1 for every bought item)."""
+        return None
+
     def _fold_in_regularization(self) -> float:
         raise NotImplementedError
 
@@ -86,8 +96,9 @@ class FactorModel(Recommender):
         out[known] = self.user_factors_[rows[known]]
         if not known.all():
             folded = np.flatnonzero(~known)
-            out[folded] = fold_in(self.item_factors_, self._confidence(history[folded]),
-                                  self._fold_in_regularization())
+            part = history[folded]
+            out[folded] = fold_in(self.item_factors_, self._confidence(part),
+                                  self._fold_in_regularization(), self._preference(part))
         return out
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
@@ -129,6 +140,10 @@ class ALS(FactorModel):
     num_threads : int
         Threads of the solver (0 = all cores). Users (items) are solved independently,
         so the result does not depend on it.
+    recency : float
+        Weight of a purchase per basket further back in a folded-in history, in (0, 1]
+        (it scales :math:`w_{ui}`; 1.0 = counts). Not tuned: the validation users are
+        training users, scored with their learned vectors.
 
     Attributes
     ----------
@@ -145,7 +160,7 @@ class ALS(FactorModel):
 
     def __init__(self, factors: int = 64, regularization: float = 10.0, alpha: float = 1.0,
                  iterations: int = 15, weighting: str = "bm25", random_state: int | None = 0,
-                 num_threads: int = 0):
+                 num_threads: int = 0, recency: float = 1.0):
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -153,6 +168,7 @@ class ALS(FactorModel):
         self.weighting = weighting
         self.random_state = random_state
         self.num_threads = num_threads
+        self.recency = recency
 
     def _fold_in_regularization(self) -> float:
         return self.regularization
@@ -228,6 +244,11 @@ class BPR(FactorModel):
     num_threads : int
         SGD threads. Several threads update the factors without locks (Hogwild), so only
         ``num_threads=1`` (the default) makes fits reproducible.
+    recency : float
+        Weight of a purchase per basket further back in a folded-in history, in (0, 1]:
+        the regression target of a history item is its weight capped at 1 (1.0 = 0/1).
+        Not tuned: the validation users are training users, scored with their learned
+        vectors.
 
     Attributes
     ----------
@@ -246,7 +267,7 @@ class BPR(FactorModel):
 
     def __init__(self, factors: int = 64, learning_rate: float = 0.05,
                  regularization: float = 0.01, iterations: int = 100, fold_in_l2: float = 1.0,
-                 random_state: int | None = 0, num_threads: int = 1):
+                 random_state: int | None = 0, num_threads: int = 1, recency: float = 1.0):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -254,12 +275,17 @@ class BPR(FactorModel):
         self.fold_in_l2 = fold_in_l2
         self.random_state = random_state
         self.num_threads = num_threads
+        self.recency = recency
 
     def _fold_in_regularization(self) -> float:
         return self.fold_in_l2
 
     def _confidence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         return weigh_documents(counts, "binary")  # every bought item counts once
+
+    def _preference(self, counts: sp.csr_matrix) -> sp.csr_matrix | None:
+        # Recency weights as soft 0/1 targets; at recency 1 the plain targets (None).
+        return None if self.recency == 1.0 else capped(counts)
 
     def fit(self, train: Dataset) -> BPR:
         """Fit the factors by SGD on sampled (user, bought, unbought) triples."""

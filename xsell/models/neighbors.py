@@ -2,8 +2,8 @@
 
 Both score a user by summing, over the items in the user's history, a row of an
 item x item matrix: :math:`s_u = h_u W`. They differ in what makes two items neighbours --
-being bought by the same *users* (:class:`ItemKNN`) or in the same *basket*
-(:class:`CoOccurrence`).
+being bought by the same *users* (:class:`ItemKNN`) or in the same *basket*, or within a
+few consecutive baskets (:class:`CoOccurrence`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, popularity_tiebreak
+from xsell.models.base import RecencyWeighted, capped, popularity_tiebreak
 
 
 def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -100,7 +100,7 @@ def keep_top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return m
 
 
-class ItemKNN(Recommender):
+class ItemKNN(RecencyWeighted):
     """Item-based nearest neighbours (Sarwar et al. 2001; Deshpande & Karypis 2004).
 
     Items are vectors over users: column :math:`x_{\\cdot i}` of the users x items training
@@ -120,6 +120,8 @@ class ItemKNN(Recommender):
 
     Items nobody bought in training score 0; a popularity tie-breaker far below any
     similarity orders the ties (and gives a user without history the popular items).
+    With ``recency`` below 1 each history item votes with the weight of its purchases,
+    older baskets less (:class:`~xsell.models.base.RecencyWeighted`), capped at 1.
 
     Parameters
     ----------
@@ -132,6 +134,9 @@ class ItemKNN(Recommender):
         How the users x items matrix is weighted before the cosine: ``"binary"`` (plain
         cosine), ``"tfidf"`` or ``"bm25"`` (:func:`weigh_documents` with the items as
         documents and their buyers as terms, so users who buy everything count less).
+    recency : float
+        Weight of a history purchase per basket further back when scoring, in (0, 1];
+        1.0 = every history item votes 1 (the fit is unchanged).
 
     Attributes
     ----------
@@ -141,14 +146,16 @@ class ItemKNN(Recommender):
     """
 
     #: Values tried by :func:`xsell.tuning.tune` (12 fits of about 2 s each on the
-    #: Instacart sample).
+    #: Instacart sample; ``recency`` changes only scoring).
     param_grid: dict[str, list] = {"k_neighbors": [100, 1000], "shrink": [0.0, 10.0, 50.0],
-                                   "weighting": ["binary", "tfidf"]}
+                                   "weighting": ["binary", "tfidf"], "recency": [1.0, 0.7]}
 
-    def __init__(self, k_neighbors: int = 100, shrink: float = 0.0, weighting: str = "binary"):
+    def __init__(self, k_neighbors: int = 100, shrink: float = 0.0, weighting: str = "binary",
+                 recency: float = 1.0):
         self.k_neighbors = k_neighbors
         self.shrink = shrink
         self.weighting = weighting
+        self.recency = recency
 
     def fit(self, train: Dataset) -> ItemKNN:
         """Compute the pruned item-item similarity matrix."""
@@ -168,17 +175,29 @@ class ItemKNN(Recommender):
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-        return (_binary(history) @ self.similarity_).toarray() + self.tiebreak_
+        return (capped(history) @ self.similarity_).toarray() + self.tiebreak_
 
 
-class CoOccurrence(Recommender):
+class CoOccurrence(RecencyWeighted):
     """Items bought in the same basket ("customers who bought this also bought").
 
     With :math:`B` the baskets x items 0/1 matrix of the training baskets, :math:`C = B^\\top
     B` counts the baskets holding both :math:`i` and :math:`j`, and its diagonal
     :math:`n_i` the baskets holding :math:`i`. Counting baskets rather than users makes
     this the model of *what goes together in one trip*: two items a user buys in different
-    weeks do not co-occur. The item-item weight is, by ``normalize``,
+    weeks do not co-occur.
+
+    With ``window`` :math:`= m > 0` the model is *sequential*: :math:`C_{ji}` counts the
+    baskets holding :math:`j` whose user buys :math:`i` in the same basket *or in one of
+    the next* :math:`m` *baskets*, :math:`C = B^\\top R` with :math:`R_s` the 0/1 union of
+    basket :math:`s` and the user's :math:`m` following baskets. Pairs are directional --
+    :math:`j` then :math:`i` -- so a history item votes for what tends to come after it
+    (the model of "what comes next" in review-style logs, where every basket holds one
+    item and same-basket pairs do not exist). :math:`C_{ji} \\le n_j` still, so
+    ``"conditional"`` stays a share: of the baskets with :math:`j`, those followed by
+    :math:`i` within the window. ``window=0`` is the same-basket model.
+
+    The item-item weight is, by ``normalize``,
 
     * ``None``: :math:`w_{ji} = C_{ji}` -- raw counts, dominated by popular items;
     * ``"conditional"``: :math:`w_{ji} = C_{ji} / n_j = \\hat P(i \\mid j)`, the share of
@@ -191,8 +210,9 @@ class CoOccurrence(Recommender):
 
     with :math:`w_{jj} = 0` and pairs sharing fewer than ``min_count`` baskets dropped.
     A user scores :math:`s_{ui} = \\sum_{j \\in H_u} w_{ji}` over the distinct items
-    :math:`H_u` of the history; a popularity tie-breaker far below any weight orders the
-    ties.
+    :math:`H_u` of the history (each weighted by its recency when ``recency`` < 1,
+    :class:`~xsell.models.base.RecencyWeighted`); a popularity tie-breaker far below any
+    weight orders the ties.
 
     Parameters
     ----------
@@ -200,6 +220,12 @@ class CoOccurrence(Recommender):
         ``None``, ``"conditional"``, ``"cosine"`` or ``"lift"`` (see above).
     min_count : int
         Minimum number of shared baskets for a pair to count.
+    window : int
+        Also count pairs bought up to this many baskets apart, earlier item first
+        (0 = the same basket only).
+    recency : float
+        Weight of a history purchase per basket further back when scoring, in (0, 1];
+        1.0 = every history item counts 1 (the fit is unchanged).
 
     Attributes
     ----------
@@ -212,20 +238,29 @@ class CoOccurrence(Recommender):
         :math:`W`, the matrix scores are computed with (row = history item).
     """
 
-    #: Values tried by :func:`xsell.tuning.tune` (9 fits of well under a second each on
-    #: the Instacart sample).
-    param_grid: dict[str, list] = {"normalize": [None, "conditional", "cosine"],
-                                   "min_count": [1, 2, 3]}
+    #: Values tried by :func:`xsell.tuning.tune` (12 fits of about a second each on the
+    #: Instacart sample; ``recency`` changes only scoring). Raw counts (``None``) and
+    #: ``min_count=2`` never won on Instacart, so they make room for the window.
+    param_grid: dict[str, list] = {"normalize": ["conditional", "cosine"],
+                                   "min_count": [1, 3], "window": [0, 1, 3],
+                                   "recency": [1.0, 0.7]}
 
-    def __init__(self, normalize: str | None = "conditional", min_count: int = 1):
+    def __init__(self, normalize: str | None = "conditional", min_count: int = 1,
+                 window: int = 0, recency: float = 1.0):
         self.normalize = normalize
         self.min_count = min_count
+        self.window = window
+        self.recency = recency
 
     def fit(self, train: Dataset) -> CoOccurrence:
         """Count co-occurrences within the training baskets and normalise them."""
         if self.normalize not in (None, "conditional", "cosine", "lift"):
             raise ValueError("normalize must be None, 'conditional', 'cosine' or 'lift', got "
                              f"{self.normalize!r}")
+        if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) \
+                or self.window < 0:
+            raise ValueError(f"window must be a whole number of baskets, 0 or more (0 = the "
+                             f"same basket only), not {self.window!r}")
         self._remember(train)
         inter = train.interactions
         # A basket is a (user, basket_id) pair: basket ids need only be unique per user.
@@ -233,9 +268,14 @@ class CoOccurrence(Recommender):
         item = self.items_.get_indexer(inter[S.ITEM])
         b = _binary(sp.csr_matrix((np.ones(len(basket)), (basket, item)),
                                   shape=(int(basket.max(initial=-1)) + 1, len(self.items_))))
-        c = (b.T @ b).tocsr()
-        n = c.diagonal()
-        c = (c - sp.diags(n)).tocsr()  # an item does not co-occur with itself
+        if self.window == 0:
+            c = (b.T @ b).tocsr()
+            n = c.diagonal()
+        else:
+            c = (b.T @ _within_window(b, basket, inter, self.window)).tocsr()
+            n = np.asarray(b.sum(axis=0)).ravel()
+        # An item does not co-occur with itself (with a window: nor with its own repeat).
+        c = (c - sp.diags(c.diagonal())).tocsr()
         c.eliminate_zeros()
         self.counts_, self.basket_counts_ = c, n
 
@@ -255,7 +295,29 @@ class CoOccurrence(Recommender):
         return self
 
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-        return (_binary(history) @ self.weights_).toarray() + self.tiebreak_
+        return (capped(history) @ self.weights_).toarray() + self.tiebreak_
+
+
+def _within_window(b: sp.csr_matrix, basket: np.ndarray, inter: pd.DataFrame,
+                   window: int) -> sp.csr_matrix:
+    """Baskets x items 0/1: each basket of ``b`` joined with its user's next ``window``.
+
+    ``basket`` gives every interaction row's basket (a row of ``b``); a user's baskets
+    are ordered by ``seq``.
+    """
+    n_baskets = b.shape[0]
+    owner, seq = np.zeros(n_baskets, dtype=np.int64), np.zeros(n_baskets, dtype=np.int64)
+    owner[basket] = pd.factorize(inter[S.USER])[0]
+    seq[basket] = inter[S.SEQ].to_numpy()
+    order = np.lexsort((seq, owner))  # baskets in (user, time) order
+    rows, cols = [np.arange(n_baskets)], [np.arange(n_baskets)]
+    for d in range(1, window + 1):
+        same = np.flatnonzero(owner[order[d:]] == owner[order[:-d]])  # d-th next, same user
+        rows.append(order[same])
+        cols.append(order[same + d])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    reach = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_baskets, n_baskets))
+    return _binary(reach @ b)
 
 
 def item_neighbors(model: ItemKNN | CoOccurrence, item, n: int = 10) -> pd.Series:

@@ -86,3 +86,20 @@ def test_other_data_has_no_record(synthetic_split, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.warns(UserWarning, match="broken.json: not a readable tuning record"):
         assert find_record(other, tmp_path) is None
+
+
+@pytest.mark.parametrize("name", ["ease", "itemknn", "cooccurrence"])
+def test_one_fit_serves_every_scoring_value(synthetic_split, name):
+    # The tuner fits once per combination of the parameters that change the fit and
+    # scores each recency from that fit: it must score exactly as a fit of its own.
+    from xsell.tuning import _with_scoring_params
+
+    cls = model_class(name)
+    assert "recency" in cls.scoring_params
+    train = synthetic_split.train_dataset()
+    users = train.user_index[:50]
+    fitted = cls(recency=1.0).fit(train)
+    twin = _with_scoring_params(fitted, {"recency": 0.7}, train)
+    own = cls(recency=0.7).fit(train)
+    assert np.array_equal(twin.score(users), own.score(users))
+    assert np.array_equal(fitted.score(users), cls().fit(train).score(users))

@@ -34,7 +34,8 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
                    baseline: str | None = "popularity", tuned: bool = True,
                    hyperparameters: dict | None = None, n_origins: int = 5,
                    n_boot: int = 1000, seed: int = 0, progress: bool = True,
-                   cache: bool = False) -> tuple[pd.DataFrame, dict]:
+                   cache: bool = False,
+                   exclude_seen: bool | None = None) -> tuple[pd.DataFrame, dict]:
     """Tune (optionally), fit and evaluate models by name on one split.
 
     Parameters
@@ -56,6 +57,9 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
     cache : bool
         Reuse a stored result of an identical call (same data, arguments and package
         source; see :mod:`xsell.cache`).
+    exclude_seen : bool, optional
+        Seen-item policy of the ``all`` variant, in tuning and test alike
+        (:func:`xsell.evaluation.next_basket_task`; ``None``: the training repeat rate).
 
     Returns
     -------
@@ -74,17 +78,22 @@ def compare_models(split: Split, names: Sequence[str], protocol: str = "next-bas
         key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
                "names": list(names), "protocol": protocol, "ks": list(ks),
                "variants": list(variants), "metrics": list(metrics), "baseline": baseline,
-               "tuned": tuned, "hyperparameters": hyperparameters, "n_origins": n_origins,
-               "n_boot": n_boot, "seed": seed}
+               "tuned": tuned, "n_origins": n_origins,
+               # Only the compared models' choices: a call given a larger dict is the same.
+               "hyperparameters": None if hyperparameters is None else
+               {n: hyperparameters.get(n) for n in names},
+               "n_boot": n_boot, "seed": seed, "exclude_seen": exclude_seen}
         return memoize("compare_models", key, lambda: _compare_models(
             split, names, protocol, ks, variants, metrics, baseline, tuned, hyperparameters,
-            n_origins, n_boot, seed, progress, cache=True))
+            n_origins, n_boot, seed, progress, cache=True, exclude_seen=exclude_seen))
     return _compare_models(split, names, protocol, ks, variants, metrics, baseline, tuned,
-                           hyperparameters, n_origins, n_boot, seed, progress, cache=False)
+                           hyperparameters, n_origins, n_boot, seed, progress, cache=False,
+                           exclude_seen=exclude_seen)
 
 
 def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tuned,
-                    hyperparameters, n_origins, n_boot, seed, progress, cache):
+                    hyperparameters, n_origins, n_boot, seed, progress, cache,
+                    exclude_seen=None):
     """:func:`compare_models` itself; with ``cache`` every fit goes through
     :func:`~xsell.models.fitting.fit_model`
     (tuning's winning fits included), so later calls with other protocols, the hybrids'
@@ -95,7 +104,8 @@ def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tun
         variants = [protocol]
     else:
         variants = list(variants)
-    train, tasks = build_tasks(split, protocol, variants, n_origins=n_origins)
+    train, tasks = build_tasks(split, protocol, variants, n_origins=n_origins,
+                               exclude_seen=exclude_seen)
     targets = sorted({tuning_target(v) for v in variants})
     chosen: dict = {}
     per_point = {}
@@ -111,7 +121,8 @@ def _compare_models(split, names, protocol, ks, variants, metrics, baseline, tun
             chosen[name] = {v: _hybrid_params(v, chosen, progress) for v in variants}
         else:
             if tuned and getattr(cls, "param_grid", None):
-                tuning = tune_targets(cls, split, targets, keep_best=cache)
+                tuning = tune_targets(cls, split, targets, keep_best=cache,
+                                      exclude_seen=exclude_seen)
                 best = {t: r.best_params for t, r in tuning.items()}
                 for r in tuning.values():
                     if r.model is not None:
@@ -184,7 +195,8 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
                      baseline: str | None = "popularity", tuned: bool = True,
                      n_origins: int = 5, n_boot: int = 1000, seed: int = 0,
                      min_user_baskets: int = MIN_USER_BASKETS,
-                     progress: bool = True) -> EvaluationResult:
+                     progress: bool = True,
+                     exclude_seen: bool | None = None) -> EvaluationResult:
     """Clean, split and evaluate: the whole of ``xsell evaluate`` as one call.
 
     ``protocol="ratings"`` runs the seed's formulation (random 7:1:2 split of purchase
@@ -207,7 +219,7 @@ def evaluate_dataset(dataset: Dataset, names: Sequence[str], protocol: str = "ne
         table, hyper = compare_models(split, names, protocol=protocol, ks=ks,
                                       variants=variants, baseline=baseline, tuned=tuned,
                                       n_origins=n_origins, n_boot=n_boot, seed=seed,
-                                      progress=progress)
+                                      progress=progress, exclude_seen=exclude_seen)
         tasks = table.attrs.get("tasks", {})
     return EvaluationResult(stats, protocol, table, hyper, tasks,
                             {"total": time.perf_counter() - start})

@@ -63,7 +63,8 @@ class TuningResult:
 def tune_targets(model_class: type[Recommender], split: Split,
                  targets: Sequence[tuple[str, str, int]] = (("all", "ndcg", 10),),
                  param_grid: Mapping | None = None, progress: bool = False,
-                 keep_best: bool = False) -> dict[tuple[str, str, int], TuningResult]:
+                 keep_best: bool = False, exclude_seen: bool | None = None
+                 ) -> dict[tuple[str, str, int], TuningResult]:
     """Grid-search once, choosing the best combination for several targets.
 
     Each combination is fitted once on ``split.train`` and scored on the validation part
@@ -85,6 +86,9 @@ def tune_targets(model_class: type[Recommender], split: Split,
     keep_best : bool
         Keep each target's winning model (fitted on ``split.train``) in its result's
         ``model``, for reuse; otherwise only its parameters are kept.
+    exclude_seen : bool, optional
+        Seen-item policy of the ``all`` validation task
+        (:func:`~xsell.evaluation.next_basket_task`; ``None``: the training repeat rate).
 
     Returns
     -------
@@ -93,7 +97,8 @@ def tune_targets(model_class: type[Recommender], split: Split,
     """
     grid = parameter_grid(param_grid if param_grid is not None
                           else getattr(model_class, "param_grid", {}))
-    tasks = {v: next_basket_task(split, v, part="validation") for v, _, _ in targets}
+    tasks = {v: next_basket_task(split, v, part="validation", exclude_seen=exclude_seen)
+             for v, _, _ in targets}
     train = split.train_dataset()
     rows, winners = [], {}
     scoring_only = set(getattr(model_class, "scoring_params", ()))

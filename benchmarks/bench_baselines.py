@@ -27,7 +27,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ALL_MODELS = "popularity,buy-again,itemknn,cooccurrence,ease,als,bpr"
-HEADLINE = [("all", "ndcg", 10), ("explore", "recall", 20), ("cross-category", "recall", 20)]
 
 
 def machine() -> dict:
@@ -78,7 +77,9 @@ def time_one(name: str, params: dict, data: str | None) -> dict:
 
 def markdown(report: dict) -> str:
     """The results as a markdown table, with the machine underneath."""
-    cols = [f"{v} {m}@{k}" for v, m, k in HEADLINE]
+    from xsell.data.variants import headline_metrics
+
+    cols = [f"{v} {m}@{k}" for v, m, k in headline_metrics()]
     lines = ["| model | " + " | ".join(cols) + " | fit (s) | recommend all (s) | peak RSS (MiB) |",
              "|---|" + "---|" * (len(cols) + 3)]
     for name, row in report["models"].items():
@@ -125,6 +126,7 @@ def main() -> int:
         return 0
 
     from xsell.data.loaders import describe_source
+    from xsell.data.variants import headline_metrics
     from xsell.experiments import compare_models
     from xsell.fileio import atomic_write, save_json
     from xsell.tuning import recorded_hyperparameters
@@ -147,7 +149,7 @@ def main() -> int:
               "quality_run_seconds": quality_s, "hyperparameters": hyper, "models": {}}
     for name in names:
         row = {}
-        for variant, metric, k in HEADLINE:
+        for variant, metric, k in headline_metrics():
             sel = results.query("model == @name and variant == @variant and metric == @metric "
                                 "and k == @k").iloc[0]
             row[f"{variant} {metric}@{k}"] = {c: float(sel[c]) for c in

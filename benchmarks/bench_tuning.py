@@ -22,11 +22,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: Models the chapters tune (popularity has no grid).
-TUNED_MODELS = ("buy-again", "itemknn", "cooccurrence", "ease", "als", "bpr",
-                "text-similarity", "two-tower")
-
-
 def slug(name: str) -> str:
     """A file name for a dataset name: 'Instacart (sample)' -> 'instacart-sample'."""
     keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
@@ -35,11 +30,11 @@ def slug(name: str) -> str:
 
 def record(dataset, folder: Path) -> dict:
     from xsell.data.prepare import prepare
-    from xsell.tuning import record_tuning
+    from xsell.tuning import RECORDED_MODELS, record_tuning
 
     split = prepare(dataset).split
     start = time.perf_counter()
-    out = record_tuning(split, TUNED_MODELS, folder / f"{slug(dataset.name)}.json")
+    out = record_tuning(split, RECORDED_MODELS, folder / f"{slug(dataset.name)}.json")
     out["seconds"] = time.perf_counter() - start
     return out
 

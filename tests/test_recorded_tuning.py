@@ -17,10 +17,15 @@ from xsell.data.prepare import prepare
 from xsell.data.synthetic import make_synthetic_shop
 from xsell.data.variants import VARIANTS, tuning_target
 from xsell.models.registry import model_class
-from xsell.tuning import find_record, record_tuning, recorded_hyperparameters, tune_targets
+from xsell.tuning import (
+    RECORDED_MODELS,
+    find_record,
+    record_tuning,
+    recorded_hyperparameters,
+    tune_targets,
+)
 
-TUNED = ("buy-again", "itemknn", "cooccurrence", "ease", "als", "bpr", "text-similarity",
-         "two-tower")
+TUNED = RECORDED_MODELS  # every model of the chapters with a grid
 
 
 @pytest.fixture(scope="module")

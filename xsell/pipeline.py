@@ -54,11 +54,9 @@ class RunResult:
         for name, s in self.splits.items():
             out += ["", f"split {name}:", s.sizes().to_string(float_format=lambda x: f"{x:.3f}")]
         if self.comparison is not None:
-            headline = self.comparison[
-                ((self.comparison["variant"] == "all") & (self.comparison["metric"] == "ndcg")
-                 & (self.comparison["k"] == 10))
-                | ((self.comparison["variant"] != "all") & (self.comparison["metric"] == "recall")
-                   & (self.comparison["k"] == 20))]
+            from xsell.evaluation import headline_rows
+
+            headline = headline_rows(self.comparison)
             wide = headline.assign(cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(
                 headline["value"], headline["ci_low"], headline["ci_high"], strict=True)]
             ).pivot_table(index="model", columns=["variant", "metric", "k"], values="cell",

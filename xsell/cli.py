@@ -292,13 +292,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ds = _load(args)
     _check_histories(ds, args.min_baskets, "--min-baskets")
     _check_protocol(ds, args)
-    # Only an explicit choice is passed on; without one the data decide (the repeat rate).
-    seen = {} if exclude_seen is None else {"exclude_seen": exclude_seen}
     try:
         result = evaluate_dataset(ds, names, protocol=args.protocol, ks=ks, variants=variants,
                                   baseline=baseline, tuned=not args.no_tune,
                                   n_origins=args.n_origins, n_boot=args.bootstrap,
-                                  seed=args.seed, min_user_baskets=args.min_baskets, **seen)
+                                  seed=args.seed, min_user_baskets=args.min_baskets,
+                                  exclude_seen=exclude_seen)  # None: the data decide
     except KeyError as err:  # an empty result table has no 'value' / 'variant' column
         if err.args and err.args[0] in ("value", "variant", "model", "metric"):
             raise InputError(f"--protocol {args.protocol}: no test points to evaluate on "
@@ -322,9 +321,8 @@ def _seen_policy_text(tasks: dict) -> str:
     """One line on the seen-item policy of the ``all`` variant, from a result's tasks."""
     from xsell.data.variants import REPEAT_RATE_THRESHOLD
 
-    info = next((t for name, t in tasks.items() if name == "all" and "exclude_seen" in t),
-                None)
-    if info is None:
+    info = tasks.get("all", {})
+    if "exclude_seen" not in info:
         return ""
     rate = info.get("repeat_rate")
     shown = "undefined (no user has a second training basket)" if rate is None else f"{rate:.3f}"

@@ -182,7 +182,7 @@ def _plain(value):
 #: (``benchmarks/bench_tuning.py`` writes them).
 RECORDS = Path(__file__).resolve().parent / "tuned"
 
-#: The models whose search is recorded: every model of the chapters with a grid.
+#: The models whose search is recorded (every model of the chapters with a grid).
 RECORDED_MODELS: tuple[str, ...] = ("buy-again", "itemknn", "cooccurrence", "ease", "als",
                                     "bpr", "text-similarity", "two-tower")
 

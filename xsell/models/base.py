@@ -136,7 +136,7 @@ class Recommender(Saveable):
     scores_unseen_items: bool = False
 
     #: Constructor parameters that change only how a fitted model scores, not what
-    #: :meth:`fit` learns: a tuner may fit once and score each of their values.
+    #: ``fit`` learns, so a tuner may fit once and score each of their values.
     scoring_params: tuple[str, ...] = ()
 
     def fit(self, train: Dataset) -> Recommender:
@@ -305,7 +305,7 @@ class RecencyWeighted(Recommender):
     :math:`i` is in the user's basket :math:`s`. At :math:`r = 1` this is the plain count
     matrix, and scores are exactly those of a model without decay. Models that read a
     0/1 history cap the weights at 1 (:func:`capped`), so at :math:`r = 1` they still read
-    0/1. Only scoring is weighted: :meth:`fit` learns from ``train_history_``, the
+    0/1. Only scoring is weighted: ``fit`` learns from ``train_history_``, the
     plain counts, whatever ``recency`` is -- so ``recency`` is a scoring parameter
     (:attr:`scoring_params`).
 

@@ -132,3 +132,19 @@ def test_explainer_names_the_supporting_item(train, tiny_lm_dir):
     out = ex.explain([a, train.item_index[-1]], [b])
     assert out.loc[b, "because"] == a and out.loc[b, "evidence"] == "bought together"
     assert 0 < out.loc[b, "contribution"] <= 1
+
+
+def test_a_reach_sweep_scores_the_model_once(split, train, monkeypatch):
+    base = model_class("ease")(l2=50.0).fit(train)
+    users = next_basket_task(split, "explore").users[:40]
+    fresh = {r: CategoryControl(base, reach=r).fit().recommend(users, k=10, exclude_seen=True)
+             for r in (0.0, 0.5, 1.0)}
+    calls = []
+    score = base.score
+    monkeypatch.setattr(base, "score", lambda *a, **kw: calls.append(1) or score(*a, **kw))
+    control = CategoryControl(base).fit()
+    for reach in (0.0, 0.5, 1.0):
+        control.reach = reach
+        swept = control.recommend(users, k=10, exclude_seen=True)
+        assert (swept == fresh[reach]).all()
+    assert len(calls) == 1  # 40 users: one chunk, scored once for three reaches

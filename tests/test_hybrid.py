@@ -181,3 +181,38 @@ def test_each_held_out_basket_is_one_ranking_group(split):
                                                users, baskets)
     assert len(n_targets) == n_groups and row.max() == n_groups - 1
     assert (np.bincount(row[relevant], minlength=n_groups) <= n_targets).all()
+
+
+def _sorted_metric(row, score, relevant, n_targets, metric, k):
+    """The reference: sort every pair (stable), read each user's top k."""
+    order = np.lexsort((-score, row))
+    r = row[order]
+    position = np.arange(len(r)) - np.searchsorted(r, r)
+    hit = relevant[order] & (position < k)
+    if metric == "recall":
+        per_user = np.bincount(r[hit], minlength=len(n_targets)) / np.maximum(n_targets, 1)
+    else:
+        gain = np.bincount(r[hit], weights=1.0 / np.log2(position[hit] + 2),
+                           minlength=len(n_targets))
+        per_user = gain / np.cumsum(1.0 / np.log2(np.arange(k) + 2))[
+            np.clip(n_targets, 1, k) - 1]
+    return float(per_user[n_targets > 0].mean())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_grouped_metric_equals_a_full_stable_sort(seed):
+    # Ties (integer scores) and users in any order: positions are a stable sort's.
+    rng = np.random.default_rng(seed)
+    n_users = int(rng.integers(1, 25))
+    row = np.repeat(np.arange(n_users), rng.integers(1, 30, n_users))
+    if seed % 2:
+        row = rng.permutation(row)
+    score = (rng.integers(0, 4, len(row)).astype(float) if seed % 3 else
+             rng.normal(size=len(row)))
+    relevant = rng.random(len(row)) < 0.25
+    relevant[0] = True
+    n_targets = np.bincount(row[relevant], minlength=n_users) + rng.integers(0, 2, n_users)
+    for metric in ("recall", "ndcg"):
+        for k in (1, 3, 10):
+            assert grouped_metric(row, score, relevant, n_targets, metric, k) == \
+                _sorted_metric(row, score, relevant, n_targets, metric, k)

@@ -109,3 +109,17 @@ def test_item_texts_of_real_catalogue(instacart):
     assert len(text) == instacart.n_items
     assert text.str.contains(" > ").mean() > 0.99
     assert isinstance(text, pd.Series)
+
+
+def test_a_warm_cache_encodes_without_loading_the_model(tiny_lm_dir, tmp_path, monkeypatch):
+    import xsell.text as T
+
+    texts = ["organic bananas", "whole milk"]
+    first = TextEncoder(str(tiny_lm_dir), cache=tmp_path, progress=False).encode(texts)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded although every text was cached")
+
+    monkeypatch.setattr(T, "load_language_model", refuse)
+    again = TextEncoder(str(tiny_lm_dir), cache=tmp_path, progress=False).encode(texts)
+    assert np.array_equal(first, again)

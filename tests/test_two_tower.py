@@ -249,3 +249,35 @@ def test_mse_formulation_learns_counts_on_the_rating_split(tiny_lm_dir):
     rmse = table.query("metric == 'rmse'").set_index("model")["value"]
     # Trained on counts (not row counts), its calibrated predictions beat the global mean.
     assert rmse["mse"] < rmse["global mean"]
+
+
+def test_lower_layers_run_in_length_sorted_batches_and_once(tiny_lm_dir, tmp_path):
+    from xsell.models import finetune
+    from xsell.text import TextEncoder
+
+    enc = TextEncoder(str(tiny_lm_dir), batch_size=2, cache=False, progress=False)
+    texts = ["a", "organic whole milk half gallon", "eggs", "dark chocolate sea salt bar", "x"]
+    finetune._LOWER.clear()
+    lower, mask = finetune.lower_layer_outputs(enc, texts, layer=1, progress=False)
+    # Reference: every text padded to the longest, in input order.
+    tokens = enc.tokenize(texts)
+    with torch.inference_mode():
+        ref = enc.lm(**tokens, output_hidden_states=True).hidden_states[1]
+    assert torch.equal(mask, tokens["attention_mask"].bool())
+    assert torch.allclose(lower.float()[mask], ref[mask], atol=1e-2)
+    assert finetune.lower_layer_outputs(enc, texts, layer=1)[0] is lower  # kept, not rerun
+    assert finetune.lower_layer_outputs(enc, texts[:3], layer=1)[0] is not lower
+
+
+def test_validation_targets_are_each_states_distinct_items(shop):
+    import pandas as pd
+
+    from xsell.models.two_tower_objectives import SoftmaxObjective, _targets_of
+
+    model = TwoTower(progress=False)
+    model._remember(shop)
+    states, rows = SoftmaxObjective().training_data(model, shop, np.random.default_rng(0))
+    expected = pd.Series(states.target_item).groupby(states.target_state).unique()
+    got = _targets_of(states, rows)
+    assert len(rows) > 0 and len(got) == len(rows)
+    assert all(sorted(g) == sorted(expected[r]) for g, r in zip(got, rows, strict=True))

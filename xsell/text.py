@@ -255,8 +255,25 @@ class TextEncoder:
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
-        self.tokenizer, self.lm = load_language_model(model, pretrained, seed)
+        self._loaded = None  # (tokenizer, lm), loaded on first use
         self.cache = self._make_cache(cache)
+
+    def _language_model(self):
+        # Loaded only when a text must be encoded: with a warm cache, reading vectors back
+        # needs no weights (loading them costs seconds per model fitted).
+        if self._loaded is None:
+            self._loaded = load_language_model(self.model, self.pretrained, self.seed)
+        return self._loaded
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (loaded on first use)."""
+        return self._language_model()[0]
+
+    @property
+    def lm(self):
+        """The transformer encoder, in eval mode on the CPU (loaded on first use)."""
+        return self._language_model()[1]
 
     @property
     def dim(self) -> int:

@@ -36,6 +36,12 @@ class CategoryControl(Recommender):
     new_items_only : bool
         Leave the user's bought items out of the pool (the explore and cross-category
         tasks remove them anyway; leaving them in would waste the pool).
+
+    Notes
+    -----
+    The wrapped model scores a set of users once after :meth:`fit`; changing ``reach``
+    and recommending again re-orders the same pools (a sweep costs one scoring). Call
+    :meth:`fit` again after refitting the wrapped model.
     """
 
     def __init__(self, model: Recommender, reach: float = 0.0, level: int = 0,
@@ -54,6 +60,7 @@ class CategoryControl(Recommender):
             raise ValueError("CategoryControl wraps a fitted model; call model.fit first")
         self._remember(train if train is not None else self.model.dataset_)
         self.scores_unseen_items = self.model.scores_unseen_items
+        self._pools = {}
         category = self.dataset_.item_category(self.level)
         self.categories_ = pd.Index(sorted(category.unique()))
         codes = self.categories_.get_indexer(category)
@@ -64,9 +71,11 @@ class CategoryControl(Recommender):
     def _restore_state(self, state: dict, dataset: Dataset) -> None:
         super()._restore_state(state, dataset)
         self.scores_unseen_items = self.model.scores_unseen_items
+        self._pools = {}
 
-    def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
-                     history: pd.DataFrame | None) -> np.ndarray:
+    def _pool(self, users: np.ndarray, matrix: sp.csr_matrix,
+              history: pd.DataFrame | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per user: the model's top ``pool`` candidates, best first, and which are novel."""
         from xsell.data import schema as S
 
         part = None if history is None else history[history[S.USER].isin(users)]
@@ -77,11 +86,26 @@ class CategoryControl(Recommender):
             scores[bought.row, bought.col] = -np.inf
         known = np.asarray((matrix @ self.item_category_).todense()) > 0
         novel = ~known[:, self.item_category_.indices]  # users x items
-        out = np.full(scores.shape, -1e12)
         top = top_k(scores, self.pool)
+        pools = []
         for r in range(len(users)):
             cand = top[r][np.isfinite(scores[r, top[r]])]
-            order = quota_order(novel[r, cand], self.reach)
+            pools.append((cand, novel[r, cand]))
+        return pools
+
+    def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
+                     history: pd.DataFrame | None) -> np.ndarray:
+        # A sweep over ``reach`` re-orders the same pools: the wrapped model (a hybrid
+        # scores several models over the catalogue) is asked once per set of users.
+        key = (users.tobytes(), self.pool, self.new_items_only)
+        pools = self._pools.get(key) if history is None else None
+        if pools is None:
+            pools = self._pool(users, matrix, history)
+            if history is None:  # bounded: a sweep reuses a few chunks of users
+                self._pools = {**(self._pools if len(self._pools) < 64 else {}), key: pools}
+        out = np.full((len(users), len(self.items_)), -1e12)
+        for r, (cand, novel) in enumerate(pools):
+            order = quota_order(novel, self.reach)
             out[r, cand[order]] = len(cand) - np.arange(len(cand))
         return out
 
@@ -171,9 +195,11 @@ def _reach_curve(split, name, params, reaches, k, level, pool, cache) -> pd.Data
     known = pd.Series(category.reindex(inter[S.ITEM]).to_numpy(), index=inter[S.USER])
     known = known.groupby(level=0).unique().map(set)
     rows = []
+    control = CategoryControl(model, level=level, pool=pool).fit()  # one scoring, many reaches
     for reach in reaches:
-        ranked = CategoryControl(model, reach=reach, level=level, pool=pool).fit().recommend(
-            explore.users, k=k, exclude_seen=True, candidates=explore.candidates)
+        control.reach = reach
+        ranked = control.recommend(explore.users, k=k, exclude_seen=True,
+                                   candidates=explore.candidates)
         new = np.mean([[category[i] not in known[u] for i in row]
                        for u, row in zip(explore.users, ranked, strict=True)])
         rows.append({"reach": reach,

@@ -111,6 +111,72 @@ def _ranks_within(row: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+class GroupedRanking:
+    """Users' candidate pairs and their targets, ready to be ranked by many scores.
+
+    A weight search (:func:`xsell.models.stacking.fit_weights`) scores the same pairs
+    hundreds of times. Only the targets' positions matter to Recall and NDCG, so each
+    score costs a comparison of every target with its own user's candidates instead of
+    a sort of all pairs; positions are those of a stable sort (ties keep input order).
+
+    Parameters
+    ----------
+    row, relevant : numpy.ndarray
+        Per pair: its user (group) and whether it is a target.
+    """
+
+    def __init__(self, row: np.ndarray, relevant: np.ndarray):
+        row = np.asarray(row)
+        order = np.argsort(row, kind="stable")  # each user's pairs, in input order
+        sorted_row = row[order]
+        starts = np.searchsorted(sorted_row, sorted_row)
+        local = np.arange(len(row)) - starts
+        groups, group_of = np.unique(sorted_row, return_inverse=True)
+        width = int(local.max()) + 1 if len(row) else 0
+        self.table = np.full((len(groups), width), -1, dtype=np.int64)  # pair index or -1
+        self.table[group_of, local] = order
+        where = np.empty(len(row), dtype=np.int64)
+        where[order] = np.arange(len(row))
+        self.targets = np.flatnonzero(np.asarray(relevant, dtype=bool))
+        self.target_user = row[self.targets]
+        self.target_group = group_of[where[self.targets]]
+        self.target_local = local[where[self.targets]]
+
+    def positions(self, score: np.ndarray) -> np.ndarray:
+        """Each target's 0-based position in its user's list ordered by ``score``."""
+        score = np.where(np.isnan(score), -np.inf, np.asarray(score, dtype=float))
+        out = np.empty(len(self.targets), dtype=np.int64)
+        columns = np.arange(self.table.shape[1])
+        for lo in range(0, len(self.targets), 4096):  # bounded memory: chunks of targets
+            part = slice(lo, lo + 4096)
+            pairs = self.table[self.target_group[part]]  # the target's user's pairs
+            real = pairs >= 0
+            mine = np.where(real, score[np.maximum(pairs, 0)], -np.inf)
+            own = score[self.targets[part]][:, None]
+            before = columns[None, :] < self.target_local[part][:, None]
+            out[part] = ((mine > own) | ((mine == own) & before & real)).sum(1)
+        return out
+
+    def metric(self, score: np.ndarray, n_targets: np.ndarray, metric: str = "recall",
+               k: int = 20) -> float:
+        """Mean Recall@k or NDCG@k over users (see :func:`grouped_metric`)."""
+        position = self.positions(score)
+        hit = np.flatnonzero(position < k)
+        user, position = self.target_user[hit], position[hit]
+        order = np.lexsort((position, user))  # sums in list order, as a sort would give
+        user, position = user[order], position[order]
+        users = len(n_targets)
+        if metric == "recall":
+            per_user = np.bincount(user, minlength=users) / np.maximum(n_targets, 1)
+        elif metric == "ndcg":
+            gain = np.bincount(user, weights=1.0 / np.log2(position + 2), minlength=users)
+            ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2))
+            per_user = gain / ideal[np.clip(n_targets, 1, k) - 1]
+        else:
+            raise ValueError(f"metric must be 'recall' or 'ndcg', not {metric!r}")
+        return float(per_user[n_targets > 0].mean())
+
+
 def grouped_metric(row: np.ndarray, score: np.ndarray, relevant: np.ndarray,
                    n_targets: np.ndarray, metric: str = "recall", k: int = 20) -> float:
     """Mean Recall@k or NDCG@k over users, ranking each user's candidates by ``score``.
@@ -118,24 +184,12 @@ def grouped_metric(row: np.ndarray, score: np.ndarray, relevant: np.ndarray,
     Parameters
     ----------
     row, score, relevant : numpy.ndarray
-        Per pair: its user, its score and whether it is a target.
+        Per pair: its user (``0 .. len(n_targets) - 1``), its score and whether it is a
+        target.
     n_targets : numpy.ndarray
         Targets per user, *including* those missing from the candidates (they count as
         misses, as in the real evaluation).
     metric : {"recall", "ndcg"}
     k : int
     """
-    order = np.lexsort((-score, row))
-    r = row[order]
-    position = np.arange(len(r)) - np.searchsorted(r, r)
-    hit = relevant[order] & (position < k)
-    users = len(n_targets)
-    if metric == "recall":
-        per_user = np.bincount(r[hit], minlength=users) / np.maximum(n_targets, 1)
-    elif metric == "ndcg":
-        gain = np.bincount(r[hit], weights=1.0 / np.log2(position[hit] + 2), minlength=users)
-        ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2))
-        per_user = gain / ideal[np.clip(n_targets, 1, k) - 1]
-    else:
-        raise ValueError(f"metric must be 'recall' or 'ndcg', not {metric!r}")
-    return float(per_user[n_targets > 0].mean())
+    return GroupedRanking(row, relevant).metric(score, n_targets, metric, k)

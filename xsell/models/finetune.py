@@ -14,6 +14,7 @@ CPU cannot afford. Two savings make it practical on a small catalogue:
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -47,6 +48,42 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Base output plus the scaled low-rank correction."""
         return self.base(x) + (x @ self.lora_a.T @ self.lora_b.T) * self.scale
+
+
+_LOWER: dict = {}  # the last lower-layer outputs computed, by (model, layer, texts)
+_KEEP_BYTES = 512 * 2**20  # larger ones (a whole big catalogue) are not kept
+
+
+def lower_layer_outputs(encoder: TextEncoder, texts: Sequence[str], layer: int,
+                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states after ``layer`` of every text (float16) and their token masks.
+
+    Texts run in length-sorted batches, each padded only to its own longest text (the
+    results are stored padded to the longest overall). The last result (up to 512 MiB)
+    is kept, so comparing fine-tuning settings on one catalogue runs the frozen layers
+    once.
+    """
+    texts = [str(t) for t in texts]
+    key = (encoder.model_id, layer, hashlib.sha256("\n".join(texts).encode()).hexdigest())
+    if key in _LOWER:
+        return _LOWER[key]
+    tokens = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)
+    lengths = torch.tensor([len(ids) for ids in tokens["input_ids"]])
+    width = int(lengths.max()) if len(texts) else 0
+    lower = torch.zeros(len(texts), width, encoder.lm.config.hidden_size, dtype=torch.float16)
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    order = torch.argsort(lengths, descending=True, stable=True)
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(texts), encoder.batch_size), desc="lower layers",
+                          disable=not progress):
+            idx = order[start:start + encoder.batch_size]
+            batch = encoder.tokenize([texts[i] for i in idx])
+            out = encoder.lm(**batch, output_hidden_states=True).hidden_states[layer]
+            lower[idx, :out.shape[1]] = out.to(torch.float16)
+    _LOWER.clear()
+    if lower.numel() * lower.element_size() <= _KEEP_BYTES:
+        _LOWER[key] = (lower, mask)
+    return lower, mask
 
 
 class TopLayers(nn.Module):
@@ -83,17 +120,9 @@ class TopLayers(nn.Module):
                 attn.value = LoRALinear(attn.value, lora_rank)
         else:
             self.layers.requires_grad_(True)
-        lower, masks = [], []
-        tokens = encoder.tokenize(list(texts))
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(texts), encoder.batch_size), desc="lower layers",
-                              disable=not progress):
-                part = {n: t[start:start + encoder.batch_size] for n, t in tokens.items()}
-                out = lm(**part, output_hidden_states=True)
-                lower.append(out.hidden_states[n_layers - k].to(torch.float16))
-                masks.append(part["attention_mask"].bool())
-        self.register_buffer("lower", torch.cat(lower), persistent=False)
-        self.register_buffer("mask", torch.cat(masks), persistent=False)
+        lower, mask = lower_layer_outputs(encoder, texts, n_layers - k, progress)
+        self.register_buffer("lower", lower, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings of items ``codes`` through the trainable top layers."""

@@ -27,7 +27,7 @@ import pandas as pd
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.models.base import Recommender
-from xsell.models.candidates import grouped_metric
+from xsell.models.candidates import GroupedRanking
 
 #: Values a fusion weight may take in the coordinate search (weights are relative).
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -81,8 +81,9 @@ def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets:
     value : float
         The metric at those weights.
     """
+    ranking = GroupedRanking(row, relevant)
     w = np.ones(X.shape[1])
-    best = grouped_metric(row, X @ w, relevant, n_targets, metric, k)
+    best = ranking.metric(X @ w, n_targets, metric, k)
     for _ in range(passes):
         improved = False
         for j in range(len(w)):
@@ -91,7 +92,7 @@ def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets:
                 trial[j] = value
                 if not trial.any():
                     continue
-                score = grouped_metric(row, X @ trial, relevant, n_targets, metric, k)
+                score = ranking.metric(X @ trial, n_targets, metric, k)
                 if score > best + 1e-9:
                     best, w, improved = score, trial, True
         if not improved:

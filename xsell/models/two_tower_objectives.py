@@ -118,8 +118,7 @@ class SoftmaxObjective(Objective):
             cols = states.items[val_rows].ravel()
             scores[rows[cols >= 0], cols[cols >= 0]] = -np.inf
         top = top_k(scores, 20)
-        targets = pd.Series(states.target_item).groupby(states.target_state).unique()
-        return float(np.mean(recall_at_k(top, [targets[r] for r in val_rows], 20)))
+        return float(np.mean(recall_at_k(top, _targets_of(states, val_rows), 20)))
 
 
 class MSEObjective(Objective):
@@ -172,6 +171,15 @@ class MSEObjective(Objective):
                                states.target_item[val_rows])
         pred = (u * model._item_vectors(items)).sum(-1) + model.bias_[items] + model.bias_[-1]
         return -float(mse_loss(pred, torch.as_tensor(states.target_count[val_rows])))
+
+
+def _targets_of(states: States, rows: np.ndarray) -> list[np.ndarray]:
+    """The distinct target items of each state in ``rows`` (sorted, each with a target)."""
+    chosen = np.isin(states.target_state, rows)
+    state, item = states.target_state[chosen], states.target_item[chosen]
+    order = np.argsort(state, kind="stable")
+    groups = np.split(item[order], np.searchsorted(state[order], rows[1:]))
+    return [np.unique(g) for g in groups]
 
 
 def _target_items(states: States, val_rows: np.ndarray, n_items: int) -> np.ndarray:

@@ -61,7 +61,9 @@ def test_record_says_what_a_live_search_finds(synthetic_split, name):
     table = record["models"][name]["table"]
     for (variant, metric, k), result in live.items():
         recorded = [row[f"{variant} {metric}@{k}"] for row in table]
-        assert np.allclose(recorded, result.table["value"].to_numpy())
+        # Equal up to ties: numpy's argpartition orders tied scores differently on CPUs
+        # with and without AVX-512, which moves a few users' lists (seen: 1.1e-4).
+        assert np.allclose(recorded, result.table["value"].to_numpy(), rtol=0, atol=5e-4)
 
 
 def test_round_trip_and_stale_records(synthetic_split, tmp_path, monkeypatch):

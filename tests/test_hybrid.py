@@ -216,3 +216,37 @@ def test_grouped_metric_equals_a_full_stable_sort(seed):
         for k in (1, 3, 10):
             assert grouped_metric(row, score, relevant, n_targets, metric, k) == \
                 _sorted_metric(row, score, relevant, n_targets, metric, k)
+
+
+def test_hybrids_over_the_same_component_fits_generate_candidates_once(split, monkeypatch,
+                                                                       tmp_path):
+    from xsell.models import hybrid as H
+    from xsell.models.fitting import fit_model
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path))
+    train = split.train_dataset()
+    users = train.user_index.to_numpy()[:40]
+    calls = []
+    generate = H.Hybrid._generate
+
+    def counted(self, *args):
+        calls.append(type(self).__name__)
+        return generate(self, *args)
+
+    settings = {"components": CF, "objective": "explore", "progress": False}
+    monkeypatch.setattr(H.Hybrid, "_generate", counted)
+    H.CANDIDATE_MEMO.clear()
+    memo = {name: fit_model(name, settings, train, cache=True)
+            for name in ("hybrid", "reranker")}
+    memo_scores = {name: m.score(users) for name, m in memo.items()}
+    # The re-ranker found every batch the fusion generated (fit and scoring alike).
+    assert "WeightedFusion" in calls and "LearnedReranker" not in calls
+    with pytest.raises(ValueError, match="read-only"):
+        next(iter(H.CANDIDATE_MEMO._entries.values())).scores[0, 0] = 1.0
+
+    calls.clear()
+    for name in memo:  # each from scratch, nothing shared: the same scores
+        H.CANDIDATE_MEMO.clear()
+        fresh = model_class(name)(**{**settings, "cache": False}).fit(train)
+        np.testing.assert_array_equal(fresh.score(users), memo_scores[name])
+    assert "LearnedReranker" in calls

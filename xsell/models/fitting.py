@@ -11,6 +11,7 @@ training data's fingerprint.
 from __future__ import annotations
 
 import inspect
+import json
 
 from xsell.cache import memoize
 from xsell.checkpoint import data_fingerprint
@@ -59,7 +60,12 @@ def fit_model(name: str, params: dict, train: Dataset, cache: bool = False) -> R
 
     if not cache:
         return compute()
-    return memoize("fit_model", fit_key(name, params, train), compute, dataset=train)
+    key = fit_key(name, params, train)
+    model = memoize("fit_model", key, compute, dataset=train)
+    # Same key, same fit (what the disk cache already relies on): lets the hybrids reuse
+    # a component's candidates across objectives within one process.
+    model._fit_key = json.dumps(key, sort_keys=True, default=str)
+    return model
 
 
 def store_fit(name: str, params: dict, train: Dataset, model: Recommender) -> None:

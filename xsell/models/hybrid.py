@@ -19,6 +19,10 @@ learning stage is the one the basket completer shares (:mod:`xsell.models.stacki
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -216,6 +220,19 @@ class Hybrid(HeldOutStacking):
 
     def _candidates(self, models: dict, users: np.ndarray, history: pd.DataFrame | None,
                     counts: sp.csr_matrix, blocked_items: np.ndarray | None) -> Candidates:
+        keys = [getattr(m, "_fit_key", None) for m in models.values()]
+        if history is not None or None in keys:
+            return self._generate(models, users, history, counts, blocked_items)
+        # Hybrids of different objectives (and the re-ranker) over the same component fits
+        # rank the same candidates: generate them once per process.
+        memo_key = _digest(keys, [str(u) for u in users], self.n_candidates,
+                           self.objective != "all", counts.indptr, counts.indices,
+                           counts.data > 0, blocked_items)
+        return CANDIDATE_MEMO.get(memo_key, lambda: self._generate(
+            models, users, history, counts, blocked_items))
+
+    def _generate(self, models: dict, users: np.ndarray, history: pd.DataFrame | None,
+                  counts: sp.csr_matrix, blocked_items: np.ndarray | None) -> Candidates:
         scores = []
         for model in models.values():
             s = model.score(users, history=_rows_of(history, users)).astype(float)
@@ -420,6 +437,10 @@ class LearnedReranker(Hybrid):
             max_iter=self.max_iter, learning_rate=self.learning_rate, early_stopping=False,
             random_state=self.seed).fit(examples.X, examples.relevant)
         self.trees_ = tree_arrays(model)
+        # The fitted classifier predicts the same log-odds as the arrays (tested), in
+        # compiled code; it lives only in memory (no safe file format), so a loaded
+        # re-ranker predicts from the arrays.
+        self._classifier = model
         metric, k = OBJECTIVES[self.objective]
         self.holdout_score_ = grouped_metric(examples.row, self._combine(examples.X),
                                              examples.relevant, examples.n_targets,
@@ -427,13 +448,63 @@ class LearnedReranker(Hybrid):
 
     def _learn_equal_weights(self) -> None:
         self.feature_names_ = self._feature_names()
+        self._classifier = None
         self.trees_ = None  # nothing learnt: the mean of the components' z-scores ranks
         self.holdout_score_ = float("nan")
 
     def _combine(self, X: np.ndarray) -> np.ndarray:
         if self.trees_ is None:
             return X[:, :len(self.component_names)].mean(axis=1)
+        classifier = getattr(self, "_classifier", None)
+        if classifier is not None:
+            return classifier.decision_function(X)
         return decision_function(self.trees_, X)
+
+
+class _CandidateMemo:
+    """Recently generated candidates, at most ``max_bytes`` of them (oldest dropped first).
+
+    Entries are read-only: a caller that tried to change one would raise, not corrupt
+    the next hybrid's input.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, Candidates] = OrderedDict()
+
+    def get(self, key: str, compute) -> Candidates:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        cand = compute()
+        for array in (cand.row, cand.item, cand.scores, cand.ranks):
+            array.flags.writeable = False
+        self._entries[key] = cand
+        while self._entries and self._bytes() > self.max_bytes:
+            self._entries.popitem(last=False)
+        return cand
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def _bytes(self) -> int:
+        return sum(c.row.nbytes + c.item.nbytes + c.scores.nbytes + c.ranks.nbytes
+                   for c in self._entries.values())
+
+
+#: Candidates of fitted components (keyed by their fits, the users and the blocking).
+CANDIDATE_MEMO = _CandidateMemo()
+
+
+def _digest(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(str(part.dtype).encode() + np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part).encode())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def _count_matrix(data: Dataset) -> sp.csr_matrix:

@@ -199,7 +199,9 @@ class TwoTower(Recommender):
         else:
             # Histories share items: run the item tower once per distinct item, then gather.
             distinct, inverse = np.unique(np.maximum(codes, 0), return_inverse=True)
-            vec = self.item_tower_(torch.as_tensor(distinct))[torch.as_tensor(inverse)]
+            # index_select, not [], to gather: its backward (index_add) is about 2x faster.
+            vec = self.item_tower_(torch.as_tensor(distinct)).index_select(
+                0, torch.as_tensor(inverse.ravel()))
             u = self.user_tower_(vec.reshape(*codes.shape, -1), torch.as_tensor(weights))
         return torch.nn.functional.normalize(u, dim=-1) if self.objective == "softmax" else u
 

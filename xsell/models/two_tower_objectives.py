@@ -101,7 +101,8 @@ class SoftmaxObjective(Objective):
         srows = states.target_state[pairs]
         # One user vector per history, shared by its basket's items.
         distinct, inverse = np.unique(srows, return_inverse=True)
-        u = model._batch_users(states, distinct, state_text)[torch.as_tensor(inverse)]
+        u = model._batch_users(states, distinct, state_text).index_select(
+            0, torch.as_tensor(inverse))
         v = model._item_vectors(items, tuned=True)
         return in_batch_softmax_loss(u, v, items, model.logq * log_q[items],
                                      model.temperature, torch.as_tensor(srows))

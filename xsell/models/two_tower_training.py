@@ -40,8 +40,10 @@ def train(model, objective: Objective, states: States, val_rows: np.ndarray, sta
     if model.top_layers_ is not None and not config.lora_rank:
         groups.append({"params": list(model.top_layers_.parameters()),
                        "lr": config.finetune_lr})
+    # fused: one kernel per step over every parameter; on CPU about 8x faster than
+    # foreach for the id table, which AdamW updates whole every step.
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
-                                  foreach=True)
+                                  fused=True)
     train_pairs = objective.train_pairs(states, val_rows)
     objective.start(model, states, train_pairs)
     counts = np.bincount(states.target_item[train_pairs], minlength=len(model.items_))

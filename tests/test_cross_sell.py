@@ -88,6 +88,13 @@ def test_completer_learns_weights_and_completes_a_cart(train, tiny_lm_dir):
     assert len(out) == 5 and not set(dept[out]) & set(dept[cart])
     with pytest.raises(KeyError, match="NOPE"):
         completer.complete(["NOPE"])
+    # One item of every department anyone bought: the same refusal as complete_cart's.
+    bought = train.interactions["item_id"]
+    every = bought.groupby(dept.reindex(bought).to_numpy()).first().tolist()
+    with pytest.raises(ValueError, match="covers every department"):
+        completer.complete(every, k=5)
+    with pytest.raises(ValueError, match="k must be a positive integer, not 0"):
+        completer.complete(cart, k=0)
 
 
 def test_cart_history_appends_the_cart_as_latest_basket(train):

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 
 from xsell.data import schema as S
-from xsell.data.dataset import Dataset
+from xsell.data.dataset import Dataset, plain_value
 from xsell.data.loaders import describe_source, load_dataset
 from xsell.data.prepare import MIN_USER_BASKETS
 from xsell.errors import InputError
@@ -211,10 +211,6 @@ def _check_protocol(ds: Dataset, args: argparse.Namespace) -> None:
             "another --protocol (next-basket, rolling-origin, basket-completion, ratings)")
 
 
-def _plain(value) -> str:
-    return repr(value.item() if hasattr(value, "item") else value)
-
-
 def _check_user(cleaned: Dataset, raw: Dataset, user: str, command: str = "recommend") -> object:
     """The user id in the data's dtype, or an error naming it (and how to serve a new one)."""
     from xsell.cross_sell.completion import as_ids
@@ -230,9 +226,9 @@ def _check_user(cleaned: Dataset, raw: Dataset, user: str, command: str = "recom
         n = int(raw.interactions.loc[raw.interactions["user_id"] == rid, "seq"].max()) + 1
         why = (f"has {n} baskets, fewer than {SERVE_MIN_BASKETS}" if n < SERVE_MIN_BASKETS
                else "buys far more or less than the other users (an outlier)")
-        raise InputError(f"user {_plain(rid)} {why}, so cleaning removed them from the "
+        raise InputError(f"user {plain_value(rid)!r} {why}, so cleaning removed them from the "
                          f"data the models learn from; {new}")
-    shown = ", ".join(_plain(u) for u in cleaned.user_index[:3])
+    shown = ", ".join(repr(plain_value(u)) for u in cleaned.user_index[:3])
     raise InputError(f"unknown user {user!r}: not in the data ({cleaned.n_users:,} users, e.g. "
                      f"{shown}); {new}")
 
@@ -250,7 +246,7 @@ def _check_items(data: Dataset, items: list[str], flag: str) -> list:
         raise InputError(f"{flag}: unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
                          f"{' ...' if len(unknown) > 5 else ''}: not in the catalogue "
                          f"({data.n_items:,} items, e.g. "
-                         f"{', '.join(_plain(i) for i in data.item_index[:3])})")
+                         f"{', '.join(repr(plain_value(i)) for i in data.item_index[:3])})")
     return list(ids)
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from xsell import __version__
 from xsell.checkpoint import data_fingerprint
+from xsell.data.dataset import plain_value
 from xsell.data.splits import Split
 from xsell.data.variants import VARIANTS, tuning_target
 from xsell.evaluation import next_basket_task, per_user_metrics
@@ -110,7 +111,7 @@ def tune_targets(model_class: type[Recommender], split: Split,
             model = _with_scoring_params(fits[fit_key], params, train)
         else:
             model = fits[fit_key] = model_class(**params).fit(train)
-        row = {**{p: _plain(v) for p, v in params.items()},
+        row = {**{p: plain_value(v) for p, v in params.items()},
                "fit_seconds": time.perf_counter() - start}
         for variant, metric, k in targets:
             values = per_user_metrics(model, tasks[variant], ks=(k,), metrics=(metric,))
@@ -124,7 +125,7 @@ def tune_targets(model_class: type[Recommender], split: Split,
     for variant, metric, k in targets:
         column = f"{variant} {metric}@{k}"
         best = grid[int(table[column].to_numpy().argmax())]  # first best on ties
-        out[variant, metric, k] = TuningResult({p: _plain(v) for p, v in best.items()},
+        out[variant, metric, k] = TuningResult({p: plain_value(v) for p, v in best.items()},
                                                table.rename(columns={column: "value"}),
                                                metric, k, variant,
                                                winners.get((variant, metric, k), (None, None))[1])
@@ -172,11 +173,6 @@ def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | Non
                         progress)[variant, metric, k]
 
 
-def _plain(value):
-    """JSON-friendly parameter values (numpy scalars to Python)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 # ---------------------------------------------------------------------- recorded runs
 #: Recorded tuning runs shipped with the package, one JSON per dataset
 #: (``benchmarks/bench_tuning.py`` writes them).
@@ -193,7 +189,7 @@ RECORD_FORMAT = 1
 def _json_grid(model_class: type[Recommender]) -> dict:
     """A model's grid as JSON gives it back (tuples become lists, numpy scalars floats)."""
     grid = getattr(model_class, "param_grid", {}) or {}
-    return json.loads(json.dumps({p: [_plain(v) for v in values]
+    return json.loads(json.dumps({p: [plain_value(v) for v in values]
                                   for p, values in sorted(grid.items())}))
 
 

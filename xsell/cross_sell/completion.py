@@ -31,8 +31,8 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
 from xsell.evaluation import basket_completion_task
-from xsell.models.base import Recommender, top_k
-from xsell.models.candidates import generate_candidates, is_target
+from xsell.models.base import Recommender, check_k, top_k
+from xsell.models.candidates import NOT_A_CANDIDATE, generate_candidates, is_target
 from xsell.models.stacking import (
     HeldOutStacking,
     NothingToLearn,
@@ -43,9 +43,6 @@ from xsell.text import DEFAULT_MODEL, TextEncoder, item_texts
 
 #: The cart signals in feature order (a signal per user model follows them).
 SIGNALS = ["co-occurrence", "text similarity", "department transition", "popularity"]
-
-#: The score of an item that is not a candidate (from a cart department, or unbought).
-_NOT_A_CANDIDATE = -1e12
 
 #: The default personal signals -- EASE and the LM two-tower, each reading history + cart.
 DEFAULT_USER_MODELS: dict[str, dict] = {"ease": {}, "two-tower": {}}
@@ -276,7 +273,7 @@ class BasketCompleter(HeldOutStacking):
         if history is None:  # the training histories; each user's last basket is the cart
             history = self.dataset_.interactions
         history = history[history[S.USER].isin(users)]
-        out = np.full((len(users), self.dataset_.n_items), _NOT_A_CANDIDATE)
+        out = np.full((len(users), self.dataset_.n_items), NOT_A_CANDIDATE)
         cand = self._candidates(users, history, self.dataset_,
                                 self._cart_departments_mask(users, history))
         out[cand.row, cand.item] = cand.zscores() @ self.weights_.to_numpy()
@@ -308,19 +305,42 @@ class BasketCompleter(HeldOutStacking):
         """
         history = build_cart_history(self.dataset_, items, user)
         key = history[S.USER].iloc[0]
-        cart = history[history[S.SEQ] == history[S.SEQ].max()]
-        category = self.dataset_.item_category(0)
-        if category.reindex(cart[S.ITEM]).nunique() >= category.nunique():
-            raise ValueError(f"the cart covers every department ({category.nunique()}); "
-                             "there is nothing to complete from another department")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, not {k!r}")
+        departments_left(self.dataset_, items)  # raises when the cart covers them all
+        check_k(k)
         scores = self.score([key], history=history)
         top = top_k(scores, k)[0]
         # Only real candidates (outside the cart's departments, new to the user when
         # new_only): on a small catalogue the list would otherwise be padded with others.
-        top = top[scores[0, top] > _NOT_A_CANDIDATE]
+        top = top[scores[0, top] > NOT_A_CANDIDATE]
         return self.items_.to_numpy()[top]
+
+
+def departments_left(dataset: Dataset, items) -> list:
+    """Top-level departments of bought items that a cart does not cover yet.
+
+    Raises
+    ------
+    ValueError
+        When the cart is empty or already covers every department: there is then
+        nothing to complete from another department.
+    KeyError
+        Naming cart items unknown to ``dataset``.
+    """
+    ids = as_ids(list(dict.fromkeys(np.atleast_1d(np.asarray(items, dtype=object)).tolist())),
+                 dataset.item_index)
+    if not len(ids):
+        raise ValueError("the cart is empty; give at least one item id")
+    dataset.item_codes(ids)  # raises, naming unknown ids
+    category = dataset.item_category(0)
+    in_cart = set(category.reindex(ids).tolist())
+    bought = pd.unique(category.reindex(dataset.interactions[S.ITEM].unique()).to_numpy())
+    left = [d for d in bought if d not in in_cart]
+    if not left:
+        raise ValueError(f"the cart covers every department ({len(in_cart)}: "
+                         f"{', '.join(map(str, sorted(in_cart)))}); there is nothing to "
+                         "complete from another department")
+    return left
+
 
 
 #: The user key of a cart given without a user.

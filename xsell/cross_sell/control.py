@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from xsell.data.dataset import Dataset
 from xsell.models.base import Recommender, top_k
+from xsell.models.candidates import NOT_A_CANDIDATE
 
 
 class CategoryControl(Recommender):
@@ -97,13 +98,13 @@ class CategoryControl(Recommender):
                      history: pd.DataFrame | None) -> np.ndarray:
         # A sweep over ``reach`` re-orders the same pools: the wrapped model (a hybrid
         # scores several models over the catalogue) is asked once per set of users.
-        key = (users.tobytes(), self.pool, self.new_items_only)
+        key = (tuple(map(str, users)), self.pool, self.new_items_only)  # ids, not pointers
         pools = self._pools.get(key) if history is None else None
         if pools is None:
             pools = self._pool(users, matrix, history)
             if history is None:  # bounded: a sweep reuses a few chunks of users
                 self._pools = {**(self._pools if len(self._pools) < 64 else {}), key: pools}
-        out = np.full((len(users), len(self.items_)), -1e12)
+        out = np.full((len(users), len(self.items_)), NOT_A_CANDIDATE)
         for r, (cand, novel) in enumerate(pools):
             order = quota_order(novel, self.reach)
             out[r, cand[order]] = len(cand) - np.arange(len(cand))

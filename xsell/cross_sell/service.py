@@ -7,11 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xsell.cross_sell.completion import BasketCompleter, as_ids, build_cart_history
+from xsell.cross_sell.completion import (
+    BasketCompleter,
+    as_ids,
+    build_cart_history,
+    departments_left,
+)
 from xsell.cross_sell.explain import Explainer
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender
+from xsell.models.base import Recommender, check_k
 
 
 def _describe(dataset: Dataset, ids) -> pd.DataFrame:
@@ -41,8 +46,7 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
         explainer, ``because`` (title), ``evidence`` and ``contribution``.
     """
     data = model.dataset_
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
+    check_k(k)
     if user is not None and history is not None:
         raise ValueError("give a user or a purchase history, not both")
     fallback = None
@@ -75,8 +79,7 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
 def popular_for_new_user(dataset: Dataset, k: int = 10) -> pd.DataFrame:
     """The ``k`` items most users bought, for a new customer with no purchase history
     (no model needed); ``attrs["fallback"]`` says so."""
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
+    check_k(k)
     buyers = dataset.interactions.drop_duplicates([S.USER, S.ITEM])[S.ITEM].value_counts()
     ids = buyers.index[:k].to_numpy()
     out = _describe(dataset, ids)
@@ -86,43 +89,16 @@ def popular_for_new_user(dataset: Dataset, k: int = 10) -> pd.DataFrame:
     return out
 
 
-def departments_left(dataset: Dataset, items) -> list:
-    """Top-level departments of bought items that a cart does not cover yet.
-
-    Raises
-    ------
-    ValueError
-        When the cart is empty or already covers every department: there is then
-        nothing to complete from another department.
-    KeyError
-        Naming cart items unknown to ``dataset``.
-    """
-    ids = as_ids(list(dict.fromkeys(np.atleast_1d(np.asarray(items, dtype=object)).tolist())),
-                 dataset.item_index)
-    if not len(ids):
-        raise ValueError("the cart is empty; give at least one item id")
-    dataset.item_codes(ids)  # raises, naming unknown ids
-    category = dataset.item_category(0)
-    in_cart = set(category.reindex(ids).tolist())
-    bought = pd.unique(category.reindex(dataset.interactions[S.ITEM].unique()).to_numpy())
-    left = [d for d in bought if d not in in_cart]
-    if not left:
-        raise ValueError(f"the cart covers every department ({len(in_cart)}: "
-                         f"{', '.join(map(str, sorted(in_cart)))}); there is nothing to "
-                         "complete from another department")
-    return left
-
-
 def complete_cart(completer: BasketCompleter, items, user=None, k: int = 10,
                   explainer: Explainer | None = None) -> pd.DataFrame:
     """Top-``k`` complements of a cart from departments it lacks, explained by cart items.
 
     Unknown item or user ids raise ``KeyError`` naming them; a cart that already
-    covers every department raises ``ValueError`` (see :func:`departments_left`).
+    covers every department raises ``ValueError``
+    (:func:`~xsell.cross_sell.completion.departments_left`).
     """
     data = completer.dataset_
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
+    check_k(k)
     departments_left(data, items)
     ids = completer.complete(items, user=user, k=k)
     out = _describe(data, ids)

@@ -323,13 +323,13 @@ def _codes(index: pd.Index, ids, what: str) -> np.ndarray:
     codes = index.get_indexer(ids)
     if (codes < 0).any():
         unknown = ids[codes < 0]
-        shown = ", ".join(repr(_plain(i)) for i in unknown[:5])
+        shown = ", ".join(repr(plain_value(i)) for i in unknown[:5])
         raise KeyError(f"unknown {what} id(s): {shown}"
                        f"{' ...' if len(unknown) > 5 else ''} ({len(unknown)} in all)")
     return codes
 
 
-def _plain(value):
+def plain_value(value):
     """A numpy scalar as the Python value it holds, so messages show ``'ghost'``, not
     ``np.str_('ghost')``."""
     return value.item() if isinstance(value, np.generic) else value

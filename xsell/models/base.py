@@ -69,6 +69,13 @@ def check_recency(recency) -> float:
     return float(recency)
 
 
+def check_k(k) -> int:
+    """``k``, the length of a list, or a ValueError naming it (a positive integer)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, not {k!r}")
+    return int(k)
+
+
 def top_k(scores: np.ndarray, k: int, sort: bool = True) -> np.ndarray:
     """Column indices of the ``k`` largest scores of each row, best first.
 
@@ -256,8 +263,7 @@ class Recommender(Saveable):
         numpy.ndarray
             Item ids, shape ``(len(users), k)``.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, not {k!r}")
+        check_k(k)
         users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
         if exclude is not None:

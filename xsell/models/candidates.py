@@ -17,6 +17,10 @@ import numpy as np
 
 from xsell.models.base import top_k
 
+#: The score given to an item that is not a candidate, below every candidate's score
+#: and finite, so that a ranking of a short candidate list stays well defined.
+NOT_A_CANDIDATE = -1e12
+
 
 @dataclass
 class Candidates:

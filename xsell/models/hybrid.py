@@ -32,7 +32,12 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.variants import HEADLINE, select_targets
 from xsell.models.base import Recommender
-from xsell.models.candidates import Candidates, generate_candidates, grouped_metric
+from xsell.models.candidates import (
+    NOT_A_CANDIDATE,
+    Candidates,
+    generate_candidates,
+    grouped_metric,
+)
 from xsell.models.features import CONTEXT_FEATURES, RRF_K, PairFeatures, component_features
 from xsell.models.fitting import fit_model
 from xsell.models.registry import register
@@ -249,7 +254,7 @@ class Hybrid(HeldOutStacking):
     # ------------------------------------------------------------------ scoring
     def _score_users(self, users: np.ndarray, matrix: sp.csr_matrix, rows: np.ndarray,
                      history: pd.DataFrame | None) -> np.ndarray:
-        out = np.full(matrix.shape, -1e12)  # not a candidate: below every candidate
+        out = np.full(matrix.shape, NOT_A_CANDIDATE)
         for start in range(0, len(users), BATCH_USERS):
             part = slice(start, start + BATCH_USERS)
             cand = self._candidates(self.components_, users[part], history, matrix[part], None)

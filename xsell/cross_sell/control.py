@@ -34,7 +34,7 @@ class CategoryControl(Recommender):
         Category level (0 = department, 1 = aisle).
     pool : int
         How deep the model's ranking is re-ordered (items below are ranked after).
-    new_items_only : bool
+    new_only : bool
         Leave the user's bought items out of the pool (the explore and cross-category
         tasks remove them anyway; leaving them in would waste the pool).
 
@@ -46,12 +46,12 @@ class CategoryControl(Recommender):
     """
 
     def __init__(self, model: Recommender, reach: float = 0.0, level: int = 0,
-                 pool: int = 200, new_items_only: bool = True):
+                 pool: int = 200, new_only: bool = True):
         self.model = model
         self.reach = reach
         self.level = level
         self.pool = pool
-        self.new_items_only = new_items_only
+        self.new_only = new_only
 
     def fit(self, train: Dataset | None = None) -> CategoryControl:
         """Adopt the wrapped model's training data (the model must be fitted)."""
@@ -82,7 +82,7 @@ class CategoryControl(Recommender):
         part = None if history is None else history[history[S.USER].isin(users)]
         scores = self.model.score(users, history=part).astype(float)
         scores[:, ~self.seen_items_] = -np.inf  # the usual candidates: items seen in training
-        if self.new_items_only:
+        if self.new_only:
             bought = matrix.tocoo()
             scores[bought.row, bought.col] = -np.inf
         known = np.asarray((matrix @ self.item_category_).todense()) > 0
@@ -98,7 +98,7 @@ class CategoryControl(Recommender):
                      history: pd.DataFrame | None) -> np.ndarray:
         # A sweep over ``reach`` re-orders the same pools: the wrapped model (a hybrid
         # scores several models over the catalogue) is asked once per set of users.
-        key = (tuple(map(str, users)), self.pool, self.new_items_only)  # ids, not pointers
+        key = (tuple(map(str, users)), self.pool, self.new_only)  # ids, not pointers
         pools = self._pools.get(key) if history is None else None
         if pools is None:
             pools = self._pool(users, matrix, history)

@@ -14,9 +14,11 @@ which variant's validation targets tune which (:data:`TUNED_ON`), and whether it
 user already has may be ranked (:func:`seen_items_excluded`, which follows the data's
 :func:`repeat_rate`).
 
-Some models take the rule as a parameter of their own: a hybrid's ``objective`` is a
-variant; the two-tower's ``targets="new"``, the basket completer's ``new_only`` and the
-category control's ``new_items_only`` are the explore rule's "items new to the user".
+Some models take the rule as a parameter of their own, under two names: a hybrid's
+``objective`` is a variant, and ``new_only`` (the basket completer, the basket-completion
+task, the category control) is the explore rule's "items new to the user". The
+two-tower's ``targets="new"`` says what it *trains* on: the same rule, applied to its
+training baskets.
 """
 
 from __future__ import annotations

@@ -373,8 +373,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
+    from xsell.cross_sell.completion import departments_left
     from xsell.cross_sell.explain import Explainer
-    from xsell.cross_sell.service import cart_summary, complete_cart, departments_left
+    from xsell.cross_sell.service import cart_summary, complete_cart
 
     _at_least(args.k, 1, "--k")
     if not _csv_list(args.cart):

@@ -342,7 +342,6 @@ def departments_left(dataset: Dataset, items) -> list:
     return left
 
 
-
 #: The user key of a cart given without a user.
 ANONYMOUS = "__cart__"
 

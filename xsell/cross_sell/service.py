@@ -11,7 +11,6 @@ from xsell.cross_sell.completion import (
     BasketCompleter,
     as_ids,
     build_cart_history,
-    departments_left,
 )
 from xsell.cross_sell.explain import Explainer
 from xsell.data import schema as S
@@ -99,7 +98,6 @@ def complete_cart(completer: BasketCompleter, items, user=None, k: int = 10,
     """
     data = completer.dataset_
     check_k(k)
-    departments_left(data, items)
     ids = completer.complete(items, user=user, k=k)
     out = _describe(data, ids)
     if explainer is not None:

@@ -62,8 +62,8 @@ def fit_model(name: str, params: dict, train: Dataset, cache: bool = False) -> R
         return compute()
     key = fit_key(name, params, train)
     model = memoize("fit_model", key, compute, dataset=train)
-    # Same key, same fit (what the disk cache already relies on): lets the hybrids reuse
-    # a component's candidates across objectives within one process.
+    # Same key, same fit (what the disk cache already relies on): lets hybrids over the
+    # same components reuse their candidates within one process.
     model._fit_key = json.dumps(key, sort_keys=True, default=str)
     return model
 

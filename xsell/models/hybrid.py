@@ -228,8 +228,8 @@ class Hybrid(HeldOutStacking):
         keys = [getattr(m, "_fit_key", None) for m in models.values()]
         if history is not None or None in keys:
             return self._generate(models, users, history, counts, blocked_items)
-        # Hybrids of different objectives (and the re-ranker) over the same component fits
-        # rank the same candidates: generate them once per process.
+        # A fusion and a re-ranker of one objective over the same component fits rank the
+        # same users' candidates (in fitting and in evaluation): generate them once.
         memo_key = _digest(keys, [str(u) for u in users], self.n_candidates,
                            self.objective != "all", counts.indptr, counts.indices,
                            counts.data > 0, blocked_items)

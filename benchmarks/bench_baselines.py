@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from readme_table import update_readme
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 ALL_MODELS = "popularity,buy-again,itemknn,cooccurrence,ease,als,bpr"
 
 
@@ -121,16 +122,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench:baselines -->", "<!-- /bench:baselines -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="data folder (default: $XSELL_DATA_DIR)")
@@ -186,7 +177,7 @@ def main() -> int:
     save_json(report, out / "baselines.json")
     table = markdown(report)
     atomic_write(out / "baselines.md", lambda tmp: Path(tmp).write_text(table + "\n"))
-    update_readme(table)
+    update_readme("baselines", table)
     print(table)
     return 0
 

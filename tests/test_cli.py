@@ -130,3 +130,53 @@ def test_recommend_and_complete_on_the_example_shop(tmp_path, capsys, monkeypatc
     listed = listed_titles(capsys.readouterr().out.split("other departments:")[-1])
     sports = set(items.loc[items["category"].str.startswith("sports"), "title"])
     assert listed and not set(listed) & sports  # B001 is sports: nothing from sports
+
+
+def test_search_and_assist_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
+    args = ["--synthetic", "--users", "150"]
+    # Bad input fails before anything is fitted, naming the value.
+    assert main(["search", "the", *args]) == 2
+    assert "search query 'the'" in capsys.readouterr().err
+    assert main(["search", "apples", *args, "--user", "nobody"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+    assert main(["search", "apples", *args, "--k", "0"]) == 2
+    assert "--k 0" in capsys.readouterr().err
+    assert main(["assist", *args, "--user", "U00003", "  "]) == 2
+    assert "the message is empty" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+    assert main(["search", "apples", *args, "--user", "U00003", "--k", "4"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if re.match(r"^\d+\s", line)]
+    assert len(rows) == 4 and "why" in out and "text match: apple" in out
+    assert main(["search", "apples", *args, "--k", "3"]) == 0
+    assert "not personalised" in capsys.readouterr().out
+
+    assert main(["assist", *args, "--user", "U00003", "where is my order?"]) == 0
+    out = capsys.readouterr().out
+    assert "assistant [track_order, order]" in out and "holds" in out
+    monkeypatch.setattr("sys.stdin", io.StringIO("where is my order\n\nlet me talk to a human\n"))
+    assert main(["assist", *args, "--user", "U00003"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("assistant [") == 2 and "passing you to a person" in out
+
+
+def test_evaluate_search_protocol_on_the_example_shop(tmp_path, capsys, monkeypatch):
+    from conftest import REPO
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    shop = REPO / "data" / "example"
+    out = tmp_path / "search.json"
+    assert main(["evaluate", "--protocol", "search", "--data", str(shop), "--bootstrap", "20",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "personalised over the best non-personal system" in printed
+    report = json.loads(out.read_text())
+    systems = {r["system"] for r in report["results"]}
+    assert systems == {"bm25", "dense", "fusion", "fusion-popularity", "personalized"}
+    assert {r["kind"] for r in report["results"]} == {"category", "title"}
+    assert all(0 <= r["value"] <= 1 for r in report["results"])

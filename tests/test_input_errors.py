@@ -305,7 +305,38 @@ CASES = [
          r"give exactly one of .*; got --user and --new-user"),
     Case("recommend-history-unknown-item", example("recommend", "--history", "B001,B999"),
          r"--history: unknown item id\(s\) 'B999': not in the catalogue"),
+    # --- search and the assistant
+    Case("search-empty-query", example("search", "  "),
+         r"search query '  ' is empty; type what you are looking for, e\.g\. 'greek yogurt'"),
+    Case("search-stop-words-only", example("search", "I want the"),
+         r"search query 'I want the' is made only of words that name no product"),
+    Case("search-unknown-user", example("search", "shoes", "--user", "ghost"),
+         r"unknown user 'ghost': not in the data \(5 users, .*\); for a new customer leave "
+         r"out --user \(the ranking is then not personal\)"),
+    Case("search-k-0", example("search", "shoes", "--k", "0"),
+         r"--k 0: must be a whole number of at least 1"),
+    Case("assist-empty-message", example("assist", "--user", "alice", " "),
+         r"the message is empty; write what you need"),
+    Case("assist-unknown-user", example("assist", "--user", "ghost", "where is my order"),
+         r"unknown user 'ghost': not in the data .*the assistant answers shoppers whose "
+         r"orders are in the data"),
+    Case("assist-messages-missing", example("assist", "--user", "alice", "hi", "--messages",
+                                            "/nonexistent/support"),
+         r"/nonexistent/support: no customer_support_intents\.csv there"),
+    Case("assist-messages-bad-columns", lambda tmp, mp: [
+        "assist", "--data", str(EXAMPLE), "--user", "alice", "hi", "--messages",
+        str(_bad_support_file(tmp))],
+         r"customer_support_intents\.csv: missing column\(s\) intent"),
+    Case("evaluate-search-bootstrap-0", example("evaluate", "--protocol", "search",
+                                                "--bootstrap", "0"),
+         r"--bootstrap 0: must be a whole number of at least 1"),
 ]
+
+
+def _bad_support_file(tmp: Path) -> Path:
+    path = tmp / "customer_support_intents.csv"
+    path.write_text("instruction,label\nwhere is my order,track_order\n")
+    return path
 
 
 @pytest.fixture
@@ -321,7 +352,8 @@ def no_fitting(monkeypatch):
     for module, name in ((xsell.experiments, "fit_model"),
                          (xsell.experiments, "evaluate_dataset"),
                          (xsell.experiments, "compare_models"),
-                         (xsell.pipeline, "run"), (xsell.cli, "_fit_completer")):
+                         (xsell.pipeline, "run"), (xsell.cli, "_fit_completer"),
+                         (xsell.cli, "_fit_search")):
         monkeypatch.setattr(module, name, refuse)
 
 

@@ -17,7 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xsell"
 
 #: What the lowest layers may never import (module-level or inside a function).
 HIGHER = ("xsell.experiments", "xsell.evaluation", "xsell.tuning", "xsell.cross_sell",
-          "xsell.pipeline", "xsell.diagnostics", "xsell.cli")
+          "xsell.apps", "xsell.pipeline", "xsell.diagnostics", "xsell.cli")
+#: The top layer, which the applications and cross-selling tools never import.
+TOP = ("xsell.pipeline", "xsell.cli")
 
 
 def module_name(path: Path) -> str:
@@ -65,13 +67,28 @@ def test_graph_sees_imports_inside_functions_and_classes_named_by_string():
     assert "xsell.models.ease" in g["xsell.models.registry"]  # "xsell.models.ease:EASE"
 
 
+def upward(layers: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    """``"a imports b"`` for every module in ``layers`` importing one in ``forbidden``."""
+    g = graph()
+    return sorted(f"{mod} imports {dep}" for mod, deps in g.items()
+                  if mod in layers or mod.startswith(tuple(f"{x}." for x in layers))
+                  for dep in deps if dep.startswith(forbidden))
+
+
 @pytest.mark.parametrize("layer", ["xsell.data", "xsell.models"])
 def test_lower_layers_do_not_import_higher_ones(layer):
-    g = graph()
-    upward = sorted(f"{mod} imports {dep}" for mod, deps in g.items()
-                    if mod == layer or mod.startswith(layer + ".")
-                    for dep in deps if dep.startswith(HIGHER))
-    assert upward == []
+    assert upward((layer,), HIGHER) == []
+
+
+@pytest.mark.parametrize("layer", ["xsell.apps", "xsell.cross_sell", "xsell.experiments",
+                                   "xsell.evaluation", "xsell.tuning"])
+def test_middle_layers_do_not_import_the_top(layer):
+    assert upward((layer,), TOP) == []
+
+
+def test_evaluation_does_not_import_the_applications():
+    assert upward(("xsell.evaluation", "xsell.experiments", "xsell.tuning"),
+                  ("xsell.apps", "xsell.cross_sell")) == []
 
 
 def test_no_import_cycles():

@@ -7,9 +7,11 @@ Commands::
     xsell data export-complete-journey DIR [--households N]
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
     xsell evaluate       [data] --protocol P --models a,b --k 10,20 [--exclude-seen |
-                         --keep-seen] --out results.json
+                         --keep-seen] --out results.json   (P: ..., search)
     xsell recommend      [data] (--user ID | --history ID,ID | --new-user) [--k 10]
     xsell complete       [data] --items ID,ID,... [--user ID] [--k 10]
+    xsell search         QUERY [data] [--user ID] [--k 10]
+    xsell assist         [data] --user ID [MESSAGE] [--messages PATH]   (no MESSAGE: stdin)
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 
@@ -218,9 +220,11 @@ def _check_user(cleaned: Dataset, raw: Dataset, user: str, command: str = "recom
     uid = as_ids([user], cleaned.user_index)[0]
     if cleaned.user_index.get_indexer([uid])[0] >= 0:
         return uid
-    new = ("for a new customer give --history ITEM,ITEM (what they bought) or --new-user "
-           "(the items most users bought)" if command == "recommend" else
-           "for a new customer leave out --user (the cart alone is used)")
+    new = {"recommend": "for a new customer give --history ITEM,ITEM (what they bought) or "
+                        "--new-user (the items most users bought)",
+           "complete": "for a new customer leave out --user (the cart alone is used)",
+           "search": "for a new customer leave out --user (the ranking is then not personal)",
+           }.get(command, "the assistant answers shoppers whose orders are in the data")
     rid = as_ids([user], raw.user_index)[0]
     if raw.user_index.get_indexer([rid])[0] >= 0:
         n = int(raw.interactions.loc[raw.interactions["user_id"] == rid, "seq"].max()) + 1
@@ -276,6 +280,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from xsell.experiments import evaluate_dataset
 
+    if args.protocol == "search":
+        return _evaluate_search(args)
     ks = _cutoffs(args.k)
     variants = _variants(args.variants)
     names = _model_names(args.models)
@@ -313,6 +319,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_search(args: argparse.Namespace) -> int:
+    """``xsell evaluate --protocol search``: the product-search protocol (its systems are
+    fixed: BM25, dense, their fusion, fusion with popularity, personalised)."""
+    from xsell.apps.search import evaluate_search
+    from xsell.data.prepare import prepare
+
+    _at_least(args.bootstrap, 1, "--bootstrap")
+    _at_least(args.min_baskets, 1, "--min-baskets")
+    _out_file(args.out, "results.json")
+    ds = _load(args)
+    _check_histories(ds, args.min_baskets, "--min-baskets")
+    result = evaluate_search(prepare(ds, min_user_baskets=args.min_baskets).split,
+                             n_boot=args.bootstrap, seed=args.seed,
+                             progress=sys.stderr.isatty())
+    print(f"product search on {describe_source(ds)}: queries built from test purchases "
+          "(category name, or a short noisy title fragment); NDCG@10 [95% CI over shoppers]")
+    _print_table(result.table())
+    print("\npersonalised over the best non-personal system:")
+    _print_table(result.gains().round(4))
+    if args.out:
+        from xsell.fileio import save_json
+
+        payload = {"dataset": describe_source(ds), "protocol": "search",
+                   "results": result.summary.to_dict(orient="records"),
+                   "gains": result.gains().to_dict(orient="records"),
+                   "weights": result.engine.weights_, "validation": result.engine.validation_,
+                   "seconds": result.seconds}
+        print(f"\nwrote {save_json(payload, args.out)}")
+    return 0
+
+
 def _seen_policy_text(tasks: dict) -> str:
     """One line on the seen-item policy of the ``all`` variant, from a result's tasks."""
     from xsell.data.variants import REPEAT_RATE_THRESHOLD
@@ -336,6 +373,14 @@ def _print_table(table, note: str | None = None) -> None:
         print(table.to_string())
     if note:
         print(note)
+
+
+def _print_ranked(table, note: str | None = None) -> None:
+    """A ranked list numbered from 1, after its note (a fallback, a missing history)."""
+    if note:
+        print(f"note: {note}")
+    table.index = range(1, len(table) + 1)
+    _print_table(table)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
@@ -365,10 +410,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         model = fit_model("hybrid", {"objective": args.objective}, data, cache=True)
         table = recommend_for_user(model, user, k=args.k, explainer=Explainer().fit(data),
                                    history=history)
-    if table.attrs.get("fallback"):
-        print(f"note: {table.attrs['fallback']}")
-    table.index = range(1, len(table) + 1)
-    _print_table(table)
+    _print_ranked(table, table.attrs.get("fallback"))
     return 0
 
 
@@ -394,10 +436,60 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     completer = _fit_completer(data)
     table = complete_cart(completer, items, user=user, k=args.k,
                           explainer=Explainer().fit(data))
-    table.index = range(1, len(table) + 1)
     print("\ncomplements from other departments:")
-    _print_table(table)
+    _print_ranked(table)
     return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from xsell.apps.query import QueryNormalizer
+
+    _at_least(args.k, 1, "--k")
+    QueryNormalizer().query_tokens(args.query)  # an empty query fails before any work
+    raw = _load(args)
+    data = _clean(raw)
+    user = _check_user(data, raw, args.user, "search") if args.user is not None else None
+    print("fitting (or loading from the cache) the product search ...", file=sys.stderr)
+    engine = _fit_search(data)
+    table = engine.search(args.query, user=user, k=args.k)
+    _print_ranked(table, table.attrs.get("note"))
+    return 0
+
+
+def _cmd_assist(args: argparse.Namespace) -> int:
+    from xsell.apps.assistant import ServiceAssistant
+    from xsell.data.support import load_support_messages
+
+    if args.message is not None and not args.message.strip():
+        raise InputError("the message is empty; write what you need, e.g. "
+                         "xsell assist --user ID 'where is my order?'")
+    messages = load_support_messages(args.messages)
+    raw = _load(args)
+    data = _clean(raw)
+    user = _check_user(data, raw, args.user, "assist")
+    print(f"messages: {messages.name}; fitting (or loading from the cache) the assistant "
+          "...", file=sys.stderr)
+    bot = ServiceAssistant(search=_fit_search(data), completer=_fit_completer(data)).fit(
+        messages, data)
+    lines = [args.message] if args.message is not None else sys.stdin
+    if args.message is None and sys.stdin.isatty():
+        print("type a message (empty line or Ctrl-D to stop)", file=sys.stderr)
+    for line in lines:
+        if not line.strip():
+            if args.message is None and sys.stdin.isatty():
+                break
+            continue
+        reply = bot.reply(user, line.strip())
+        print(f"you: {line.strip()}")
+        print(f"assistant [{reply.intent or 'out of scope'}, {reply.route}]: {reply.text}")
+        print()
+    return 0
+
+
+def _fit_search(data):
+    from xsell.apps.search import ProductSearch
+
+    return ProductSearch(progress=sys.stderr.isatty()).fit(data)
 
 
 def _fit_completer(data):
@@ -442,8 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(evaluate)
     evaluate.add_argument("--protocol", default="next-basket",
                           choices=["next-basket", "rolling-origin", "cold-start",
-                                   "basket-completion", "ratings"],
-                          help="evaluation protocol (ratings = the seed's random 7:1:2 MAE/MSE)")
+                                   "basket-completion", "ratings", "search"],
+                          help="evaluation protocol (ratings = the seed's random 7:1:2 MAE/MSE; "
+                               "search = product search with queries from test purchases, "
+                               "its systems fixed)")
     evaluate.add_argument("--models", default="popularity,buy-again,itemknn,ease,als",
                           help="comma-separated model names")
     evaluate.add_argument("--k", default="10,20", help="comma-separated cut-offs")
@@ -493,6 +587,26 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--user", help="user id (personalises the complements)")
     comp.add_argument("--k", type=int, default=10, help="number of items (1 or more)")
     comp.set_defaults(func=_cmd_complete)
+
+    search = sub.add_parser("search", help="personalised product search")
+    search.add_argument("query", help="what the shopper typed, e.g. 'greek yogurt'")
+    _add_data_args(search)
+    search.add_argument("--user", help="id of a customer in the data (personalises the "
+                                       "ranking; without it the ranking is not personal)")
+    search.add_argument("--k", type=int, default=10, help="number of products (1 or more)")
+    search.set_defaults(func=_cmd_search)
+
+    assist = sub.add_parser("assist", help="customer-service assistant grounded in a "
+                                           "shopper's orders")
+    assist.add_argument("message", nargs="?",
+                        help="the shopper's message (without it: one message per stdin line)")
+    _add_data_args(assist)
+    assist.add_argument("--user", required=True, help="id of a customer in the data")
+    assist.add_argument("--messages", metavar="PATH",
+                        help="labelled support messages the intents are learnt from: the "
+                             "Bitext CSV or its folder (default: in $XSELL_DATA_DIR, else "
+                             "the built-in stand-in)")
+    assist.set_defaults(func=_cmd_assist)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)

@@ -97,3 +97,58 @@ def plot_split_timeline(split, ax=None, n_users: int = 40, seed: int = 0):
     ax.set(ylabel="user", yticks=[], title=f"{split.name} split, {len(users)} users")
     ax.legend(loc="upper left", markerscale=3)
     return ax
+
+
+def plot_confusion(true, predicted, labels=None, ax=None, normalize: bool = True):
+    """Confusion matrix of intents (rows: true, columns: predicted; shares of each row)."""
+    from sklearn.metrics import confusion_matrix
+
+    labels = sorted(set(true) | set(predicted)) if labels is None else list(labels)
+    m = confusion_matrix(true, predicted, labels=labels).astype(float)
+    if normalize:
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    ax = _ax(ax, size=(9, 8))
+    image = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for i, j in zip(*np.nonzero((m > 0) & ~np.eye(len(labels), dtype=bool)), strict=True):
+        ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6, color="crimson")
+    ax.set(xlabel="predicted intent", ylabel="true intent",
+           title="Intent confusion (share of each true intent; off-diagonal in red)")
+    plt.colorbar(image, ax=ax, fraction=0.04)
+    return ax
+
+
+def plot_learning_curve(curve: pd.DataFrame, ax=None):
+    """Macro-F1 against labelled messages per intent, one line per classifier (mean over
+    draws, the band from the lowest to the highest draw)."""
+    ax = _ax(ax)
+    for name, part in curve.groupby("classifier", sort=False):
+        stats = part.groupby("per_intent")["macro_f1"].agg(["mean", "min", "max"])
+        ax.plot(stats.index, stats["mean"], marker="o", label=name)
+        ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(curve["per_intent"].unique()),
+                  [str(n) for n in sorted(curve["per_intent"].unique())])
+    ax.set(xlabel="labelled messages per intent (log scale)", ylabel="macro-F1 (test)",
+           title="Intent detection with few labels")
+    ax.legend()
+    return ax
+
+
+def plot_search_gains(summary: pd.DataFrame, metric: str = "ndcg@10", ax=None):
+    """Each search system's metric with its 95% CI, per query kind and target variant."""
+    rows = summary[summary["metric"] == metric]
+    groups = list(dict.fromkeys(zip(rows["kind"], rows["variant"], strict=True)))
+    systems = list(dict.fromkeys(rows["system"]))
+    ax = _ax(ax, size=(8, 4))
+    width = 0.8 / len(systems)
+    for s, system in enumerate(systems):
+        part = rows[rows["system"] == system].set_index(["kind", "variant"]).loc[groups]
+        x = np.arange(len(groups)) + (s - (len(systems) - 1) / 2) * width
+        err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+        ax.bar(x, part["value"], width, yerr=err, capsize=2, label=system)
+    ax.set_xticks(range(len(groups)), [f"{k} queries\n{v} products" for k, v in groups])
+    ax.set(ylabel=metric.upper().replace("@", "@"), title="Product search (test queries)")
+    ax.legend(fontsize=8)
+    return ax

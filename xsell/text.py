@@ -320,13 +320,21 @@ class TextEncoder:
             out[idx] = mean_pool(hidden, batch["attention_mask"]).numpy()
         return out
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length embeddings, shape ``(len(texts), dim)``; cached texts are not re-encoded."""
+    def encode(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
+        """Unit-length embeddings, shape ``(len(texts), dim)``; cached texts are not re-encoded.
+
+        ``store=False`` reads the cache but does not add the new vectors to it (a search
+        box's one-off queries would otherwise leave one file each).
+        """
         texts = [str(t) for t in texts]
         if self.cache is None:
             return self._encode_uncached(texts) if texts else np.empty((0, self.dim), np.float32)
         found, missing = self.cache.get(texts)
-        if missing:
+        if missing and not store:
+            unique = list(dict.fromkeys(texts[i] for i in missing))
+            fresh = dict(zip(unique, self._encode_uncached(unique), strict=True))
+            found = [v if v is not None else fresh[t] for v, t in zip(found, texts, strict=True)]
+        elif missing:
             unique = list(dict.fromkeys(texts[i] for i in missing))
             self.cache.put(unique, self._encode_uncached(unique))
             found, _ = self.cache.get(texts)

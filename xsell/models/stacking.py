@@ -65,25 +65,24 @@ class RankingExamples:
         return float(self.relevant.sum() / max(self.n_targets.sum(), 1))
 
 
-def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets: np.ndarray,
-                metric: str, k: int, passes: int = 3) -> tuple[np.ndarray, float]:
-    """Non-negative weights of ``X``'s columns maximising a grouped ranking metric.
+def coordinate_search(X: np.ndarray, objective, passes: int = 3,
+                      start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Non-negative weights of ``X``'s columns maximising ``objective(X @ w)``.
 
-    Coordinate search: starting from equal weights, each weight in turn takes the value
-    of :data:`WEIGHT_GRID` that scores best with the others fixed; repeated ``passes``
-    times or until nothing improves. The metric is not differentiable, so it is searched
-    rather than descended.
+    Coordinate search: starting from equal weights (or ``start``), each weight in turn
+    takes the value of :data:`WEIGHT_GRID` that scores best with the others fixed;
+    repeated ``passes`` times or until nothing improves. Ranking metrics are not
+    differentiable, so they are searched rather than descended.
 
     Returns
     -------
     weights : numpy.ndarray
         Normalised to sum to 1.
     value : float
-        The metric at those weights.
+        The objective at those weights.
     """
-    ranking = GroupedRanking(row, relevant)
-    w = np.ones(X.shape[1])
-    best = ranking.metric(X @ w, n_targets, metric, k)
+    w = np.ones(X.shape[1]) if start is None else np.asarray(start, dtype=float).copy()
+    best = objective(X @ w)
     for _ in range(passes):
         improved = False
         for j in range(len(w)):
@@ -92,12 +91,22 @@ def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets:
                 trial[j] = value
                 if not trial.any():
                     continue
-                score = ranking.metric(X @ trial, n_targets, metric, k)
+                score = objective(X @ trial)
                 if score > best + 1e-9:
                     best, w, improved = score, trial, True
         if not improved:
             break
     return w / w.sum(), best
+
+
+def fit_weights(X: np.ndarray, row: np.ndarray, relevant: np.ndarray, n_targets: np.ndarray,
+                metric: str, k: int, passes: int = 3) -> tuple[np.ndarray, float]:
+    """Non-negative weights of ``X``'s columns maximising a grouped ranking metric
+    (Recall@k or NDCG@k over groups, :class:`~xsell.models.candidates.GroupedRanking`),
+    found by :func:`coordinate_search`."""
+    ranking = GroupedRanking(row, relevant)
+    return coordinate_search(X, lambda score: ranking.metric(score, n_targets, metric, k),
+                             passes)
 
 
 def hold_out_last_baskets(train: Dataset, depth: int) -> tuple[Dataset, pd.DataFrame]:

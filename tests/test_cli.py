@@ -137,7 +137,7 @@ def test_search_and_assist_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
-    args = ["--synthetic", "--users", "150"]
+    args = ["--synthetic", "--users", "100"]
     # Bad input fails before anything is fitted, naming the value.
     assert main(["search", "the", *args]) == 2
     assert "search query 'the'" in capsys.readouterr().err

@@ -129,11 +129,11 @@ class ServiceAssistant:
 
     Parameters
     ----------
-    search : ProductSearch, optional
-        A fitted :class:`~xsell.apps.search.ProductSearch` for product requests (without
+    search : xsell.apps.search.ProductSearch, optional
+        A fitted search for product requests (without
         one, they are handed over).
-    completer : BasketCompleter, optional
-        A fitted :class:`~xsell.cross_sell.BasketCompleter` for complements of an order
+    completer : xsell.cross_sell.completion.BasketCompleter, optional
+        A fitted basket completer for complements of an order
         or of the shopper's usual products.
     classifier : optional
         An unfitted intent classifier with ``in_scope_score`` (default

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 #: Entity types extracted.
 ENTITY_TYPES = ("order_id", "invoice_id", "refund_amount")
 
-#: A run of at least five digits, maybe behind "#" (or glued to a word: "order732201349959"),
+#: A run of at least five digits, maybe behind "#" or glued to a word ("order732201349959"),
 #: not inside a longer number or an amount.
 _ID = re.compile(r"(?<![\d.,$])(#?)(\d{5,})(?![\w])")
 #: Words that make a number an invoice id when they come shortly before it.
@@ -27,7 +27,7 @@ _INVOICE_WORDS = re.compile(r"\b(invoice|invoices|bill|bills|receipt)\b", re.IGN
 _ORDER_WORDS = re.compile(r"\b(order|orders|purchase|purchases|basket)\b", re.IGNORECASE)
 #: How far back (characters) a keyword is looked for.
 _CONTEXT = 40
-#: An amount: "$160", "$ 12.50", "160 dollars", "12 usd", "€20", "20 euros".
+#: An amount such as "$160", "$ 12.50", "160 dollars", "12 usd", "€20" or "20 euros".
 _AMOUNT = re.compile(
     r"(?:[$€£]\s?(\d+(?:[.,]\d{1,2})?)(?![\d]))"
     r"|(?:(?<![\w.])(\d+(?:[.,]\d{1,2})?)\s?(?:dollars?|usd|bucks|euros?|eur)\b)",

@@ -81,8 +81,9 @@ def with_descriptions(texts: Sequence[str], intents: Sequence[str],
     return texts + [descriptions[i] for i in present], np.concatenate([intents, present])
 
 
-class _IntentClassifier:
-    """Shared ``predict`` over ``predict_proba``, and the training data both learn from."""
+class IntentClassifier:
+    """What every intent classifier here offers: ``predict`` over ``predict_proba``, the
+    top probability, and the training data (messages plus descriptions) they learn from."""
 
     classes_: np.ndarray
     descriptions: bool | dict
@@ -105,7 +106,7 @@ class _IntentClassifier:
         return self.predict_proba(texts).max(axis=1)
 
 
-class EmbeddingIntentClassifier(_IntentClassifier):
+class EmbeddingIntentClassifier(IntentClassifier):
     """Logistic regression on MiniLM sentence embeddings.
 
     Parameters
@@ -156,7 +157,7 @@ class EmbeddingIntentClassifier(_IntentClassifier):
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of each intent (columns in :attr:`classes_` order)."""
+        """Probability of each intent (columns in ``classes_`` order)."""
         return self.model_.predict_proba(self._encode(texts))
 
     def in_scope_score(self, texts: Sequence[str]) -> np.ndarray:
@@ -176,7 +177,7 @@ class EmbeddingIntentClassifier(_IntentClassifier):
         return (probability + nearest) / 2
 
 
-class TfidfIntentClassifier(_IntentClassifier):
+class TfidfIntentClassifier(IntentClassifier):
     """Logistic regression on TF-IDF of character n-grams (2-5, within words) and words.
 
     Parameters
@@ -208,11 +209,11 @@ class TfidfIntentClassifier(_IntentClassifier):
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of each intent (columns in :attr:`classes_` order)."""
+        """Probability of each intent (columns in ``classes_`` order)."""
         return self.model_.predict_proba([str(t) for t in texts])
 
 
-class ZeroShotIntentClassifier(_IntentClassifier):
+class ZeroShotIntentClassifier(IntentClassifier):
     """The intent whose description is nearest in MiniLM space; no labelled messages.
 
     Parameters
@@ -252,7 +253,7 @@ class ZeroShotIntentClassifier(_IntentClassifier):
         return self.encoder_.encode([str(t) for t in texts]) @ self.description_vectors_.T
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax of the similarities over :attr:`classes_`."""
+        """Softmax of the similarities over ``classes_``."""
         return _softmax(self.similarities(texts) / self.temperature)
 
 

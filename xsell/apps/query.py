@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from xsell.errors import InputError
 
-#: Function words carrying no product meaning (a short list on purpose: "top", "free",
+#: Function words that name no product. The list is short on purpose ("top", "free",
 #: "light" or "whole" name products and stay).
 STOP_WORDS = frozenset("""
 a about an and any are as at be but buy by can do for from get give have i im in is it

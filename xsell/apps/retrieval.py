@@ -95,7 +95,9 @@ class DenseIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def scores(self, query_vector: np.ndarray) -> np.ndarray:
-        """Cosine similarity of every item to one query vector."""
-        q = np.asarray(query_vector, dtype=np.float32).ravel()
-        return self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
+    def scores(self, query_vectors: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every item to each query vector: ``(n_items,)`` for one
+        vector, ``(n_queries, n_items)`` for a matrix of them."""
+        q = np.asarray(query_vectors, dtype=np.float32)
+        unit = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
+        return unit @ self.vectors.T

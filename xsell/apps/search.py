@@ -27,7 +27,7 @@ of all bought products, and of the first-time ones -- so a ranking that only rep
 shopper's purchases, or only ignores them, scores low. Repeat purchases enter as
 log(1 + decayed count), and *discovery* features (the two-tower score and popularity,
 standardised over the products the shopper has not bought) order the new products
-without moving the usual ones (:meth:`ProductSearch._features`). The non-personal
+without moving the usual ones. The non-personal
 systems' weights maximise NDCG@10 on the same queries.
 
 Each :data:`SYSTEMS` entry is one ranking: ``"bm25"`` and ``"dense"`` alone (over the
@@ -45,7 +45,6 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from xsell.apps.query import EmptyQueryError
 from xsell.apps.retrieval import DenseIndex, LexicalIndex, search_text
 from xsell.apps.search_protocol import QUERY_KINDS, RANK_DEPTH, build_queries, query_table
 from xsell.data import schema as S
@@ -64,18 +63,18 @@ TEXT_SIGNALS = ("bm25", "dense")
 FAMILIARITY_SIGNALS = ("department", "category")
 #: The non-personal signals each fused system weighs (``"personalized"`` weighs all).
 SYSTEM_SIGNALS = {"fusion": TEXT_SIGNALS, "fusion-popularity": (*TEXT_SIGNALS, "popularity")}
-#: Behaviour models whose scores are signals (registered model names: hyperparameters);
-#: ``buy-again`` is required.
+#: Behaviour models whose scores are signals, by registered name with their
+#: hyperparameters; ``buy-again`` is required.
 SIGNAL_MODELS = {"buy-again": {}, "two-tower": {}, "cooccurrence": {}}
-#: Signals that also enter as *discovery* features: standardised over the candidates the
+#: Signals that also enter as *discovery* features, standardised over the candidates the
 #: shopper has not bought, 0 for those they have (``"new:two-tower"``).
 DISCOVERY_SIGNALS = ("two-tower", "popularity")
 #: Queries ranked at once (a dense queries x catalogue block per retrieval score).
 BATCH_QUERIES = 256
-#: Candidates per query from each retriever: every product whose text matches a word of
-#: the query, up to ``LEXICAL_POOL`` (an Instacart aisle holds up to 1,258 products, and
-#: they tie on the aisle's name), and the ``DENSE_POOL`` nearest in meaning.
+#: Candidates per query from BM25, every product whose text matches a word of the query up
+#: to this many (an Instacart aisle holds up to 1,258 products, tied on the aisle's name).
 LEXICAL_POOL = 1500
+#: Candidates per query from the dense retriever, the nearest in meaning.
 DENSE_POOL = 300
 
 
@@ -101,14 +100,16 @@ def standardise(values: np.ndarray, row: np.ndarray, n_rows: int,
     ``mask`` only (others get 0); 0 where a column is flat."""
     values = np.asarray(values, dtype=float)
     weight = np.ones(len(row)) if mask is None else mask.astype(float)
-    count = np.bincount(row, weights=weight, minlength=n_rows)[:, None].clip(min=1)
-    mean = np.zeros((n_rows, values.shape[1]))
-    np.add.at(mean, row, values * weight[:, None])
-    mean /= count
+    count = np.bincount(row, weights=weight, minlength=n_rows).clip(min=1)
+
+    def per_query_sum(columns: np.ndarray) -> np.ndarray:  # bincount: far faster than add.at
+        return np.column_stack([np.bincount(row, weights=c, minlength=n_rows)
+                                for c in columns.T]) if columns.shape[1] else \
+            np.zeros((n_rows, 0))
+
+    mean = per_query_sum(values * weight[:, None]) / count[:, None]
     centred = (values - mean[row]) * weight[:, None]
-    var = np.zeros_like(mean)
-    np.add.at(var, row, centred ** 2)
-    std = np.sqrt(var / count)[row]
+    std = np.sqrt(per_query_sum(centred ** 2) / count[:, None])[row]
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
@@ -360,7 +361,7 @@ class ProductSearch:
 
     # ------------------------------------------------------------------ candidates
     def _features(self, cand: _Candidates, n_rows: int) -> np.ndarray:
-        """The ranking features of each pair, in :attr:`features_` order.
+        """The ranking features of each pair, in ``features_`` order.
 
         Every signal is standardised over the query's candidates, except buy-again, which
         enters as log(1 + its decayed purchase count): a product bought once, long ago,
@@ -383,8 +384,7 @@ class ProductSearch:
         """BM25 and cosine scores of every catalogue item, one row per query (``store``:
         keep new query vectors in the on-disk embedding cache)."""
         bm25 = np.vstack([self.lexical_.scores(self._tokens(t)) for t in texts])
-        vectors = self.text_encoder_.encode(list(texts), store=store)
-        return bm25, vectors @ self.dense_.vectors.T
+        return bm25, self.dense_.scores(self.text_encoder_.encode(list(texts), store=store))
 
     def _pools(self, bm25: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each query's top ``lexical_pool`` BM25 and top ``dense_pool`` dense columns."""
@@ -397,11 +397,12 @@ class ProductSearch:
         lexical, semantic = self._pools(bm25, dense)
         matched = np.take_along_axis(bm25, lexical, axis=1) > 0  # a word of the query occurs
         rows = np.arange(len(texts))[:, None]
-        flat = pd.DataFrame({"r": np.concatenate([np.broadcast_to(rows, lexical.shape)[matched],
-                                                  np.broadcast_to(rows, semantic.shape).ravel()]),
-                             "i": np.concatenate([lexical[matched], semantic.ravel()])})
-        flat = flat.drop_duplicates().sort_values(["r", "i"], kind="stable")
-        row, item = flat["r"].to_numpy(), flat["i"].to_numpy()
+        n = len(self.items_)
+        # The union of both pools per query, sorted by (query, item): one pair code each.
+        pairs = np.unique(np.concatenate([
+            (np.broadcast_to(rows, lexical.shape) * n + lexical)[matched],
+            (np.broadcast_to(rows, semantic.shape) * n + semantic).ravel()]))
+        row, item = pairs // n, pairs % n
         X = np.zeros((len(row), len(self.signals_)))
         X[:, 0] = bm25[row, item]
         X[:, 1] = dense[row, item]
@@ -687,7 +688,3 @@ def _score_test_queries(engine: ProductSearch, split, kinds, n_boot: int, seed: 
         summaries.append(summarise_search(metrics, n_boot=n_boot, seed=seed).assign(kind=kind))
     return {"summary": pd.concat(summaries, ignore_index=True), "per_query": per_query,
             "queries": queries, "seconds": seconds}
-
-
-__all__ = ["EmptyQueryError", "ProductSearch", "SYSTEMS", "SearchEvaluation", "evaluate_search",
-           "signal_models_for"]

@@ -37,7 +37,7 @@ from xsell.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
 #: The kinds of query the protocol builds.
 QUERY_KINDS = ("category", "title")
-#: The subsets of queries reported: every query, and the targets new to the shopper.
+#: The subsets of queries reported, every query and the targets new to the shopper.
 SEARCH_VARIANTS = ("all", "new")
 #: Share of title queries given a typing error.
 TYPO_RATE = 0.5

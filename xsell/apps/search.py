@@ -312,19 +312,24 @@ class ProductSearch:
         relevant = pairs.isin(pd.MultiIndex.from_arrays([qid, codes]))
         relevant_new = pairs.isin(pd.MultiIndex.from_arrays([qid[new], codes[new]]))
         kind_of = queries.groupby("query_id", sort=True)["kind"].first().to_numpy()
-        rankings = {}
+        # One ranking of every target; each kind and variant counts a subset of them.
+        ranking = GroupedRanking(row, relevant)
+        target_kind = kind_of[ranking.target_user]
+        target_new = relevant_new[ranking.targets]
+        subsets = {}
         for kind in dict.fromkeys(kind_of):
             mine = kind_of == kind
-            rankings[kind] = tuple(
-                (GroupedRanking(row, rel & mine[row]),
-                 np.where(mine, np.bincount(qid[sel], minlength=len(table)), 0))
-                for rel, sel in ((relevant, slice(None)), (relevant_new, new)))
+            subsets[kind] = tuple(
+                (subset, np.where(mine, np.bincount(qid[sel], minlength=len(table)), 0))
+                for subset, sel in ((target_kind == kind, slice(None)),
+                                    ((target_kind == kind) & target_new, new)))
 
         def measure(score: np.ndarray) -> dict:
+            position = ranking.positions(score)
             out = {}
-            for kind, ((on_all, n_all), (on_new, n_new)) in rankings.items():
-                out[kind] = {"all": on_all.metric(score, n_all, "ndcg", 10),
-                             "new": on_new.metric(score, n_new, "ndcg", 10)
+            for kind, ((on_all, n_all), (on_new, n_new)) in subsets.items():
+                out[kind] = {"all": ranking.metric_at(position, n_all, "ndcg", 10, on_all),
+                             "new": ranking.metric_at(position, n_new, "ndcg", 10, on_new)
                              if n_new.any() else 0.0}
             return out
 
@@ -427,8 +432,14 @@ class ProductSearch:
         present = np.unique(codes[codes >= 0])
         local = np.searchsorted(present, codes[row[known]])
         ids = self.users_[present].to_numpy()
+        # A few queries touch a sliver of the catalogue: score just those products.
+        few, column = np.unique(item[known], return_inverse=True)
+        items = self.items_[few] if len(few) < len(self.items_) // 4 else None
         for j, model in enumerate(self.models_.values(), start=len(FAMILIARITY_SIGNALS)):
-            out[known, j] = model.score(ids)[local, item[known]]
+            if items is None:
+                out[known, j] = model.score(ids)[local, item[known]]
+            else:
+                out[known, j] = model.score(ids, items=items)[local, column]
         return out
 
     # ------------------------------------------------------------------ ranking

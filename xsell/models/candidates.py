@@ -145,27 +145,46 @@ class GroupedRanking:
         self.target_user = row[self.targets]
         self.target_group = group_of[where[self.targets]]
         self.target_local = local[where[self.targets]]
+        # Targets by their group's size: a chunk of targets compares with as many columns
+        # as its largest group has, not as the largest group of all (queries' candidate
+        # lists differ ten-fold in length).
+        size = np.bincount(group_of, minlength=len(groups))[self.target_group]
+        self._by_size = np.argsort(size, kind="stable")
+        self._size = size[self._by_size]
 
     def positions(self, score: np.ndarray) -> np.ndarray:
         """Each target's 0-based position in its user's list ordered by ``score``."""
         score = np.where(np.isnan(score), -np.inf, np.asarray(score, dtype=float))
         out = np.empty(len(self.targets), dtype=np.int64)
-        columns = np.arange(self.table.shape[1])
-        for lo in range(0, len(self.targets), 4096):  # bounded memory: chunks of targets
-            part = slice(lo, lo + 4096)
-            pairs = self.table[self.target_group[part]]  # the target's user's pairs
+        lo = 0
+        while lo < len(self.targets):  # bounded memory: chunks of about 2M comparisons
+            width = int(self._size[min(lo + 4095, len(self.targets) - 1)])
+            hi = min(lo + max(2_000_000 // max(width, 1), 1), len(self.targets))
+            width = int(self._size[hi - 1])
+            part = self._by_size[lo:hi]
+            pairs = self.table[self.target_group[part], :width]  # the target's user's pairs
             real = pairs >= 0
             mine = np.where(real, score[np.maximum(pairs, 0)], -np.inf)
             own = score[self.targets[part]][:, None]
-            before = columns[None, :] < self.target_local[part][:, None]
+            before = np.arange(width)[None, :] < self.target_local[part][:, None]
             out[part] = ((mine > own) | ((mine == own) & before & real)).sum(1)
+            lo = hi
         return out
 
     def metric(self, score: np.ndarray, n_targets: np.ndarray, metric: str = "recall",
                k: int = 20) -> float:
         """Mean Recall@k or NDCG@k over users (see :func:`grouped_metric`)."""
-        position = self.positions(score)
-        hit = np.flatnonzero(position < k)
+        return self.metric_at(self.positions(score), n_targets, metric, k)
+
+    def metric_at(self, position: np.ndarray, n_targets: np.ndarray, metric: str = "recall",
+                  k: int = 20, subset: np.ndarray | None = None) -> float:
+        """:meth:`metric` from the targets' :meth:`positions`, counting only the targets
+        in ``subset`` (a boolean mask over targets; default all): several metrics of one
+        score share one :meth:`positions`."""
+        hit = position < k
+        if subset is not None:
+            hit &= subset
+        hit = np.flatnonzero(hit)
         user, position = self.target_user[hit], position[hit]
         order = np.lexsort((position, user))  # sums in list order, as a sort would give
         user, position = user[order], position[order]

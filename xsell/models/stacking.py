@@ -82,18 +82,22 @@ def coordinate_search(X: np.ndarray, objective, passes: int = 3,
         The objective at those weights.
     """
     w = np.ones(X.shape[1]) if start is None else np.asarray(start, dtype=float).copy()
-    best = objective(X @ w)
+    current = X @ w
+    best = objective(current)
     for _ in range(passes):
         improved = False
         for j in range(len(w)):
+            column = X[:, j]
             for value in WEIGHT_GRID:
                 trial = w.copy()
                 trial[j] = value
                 if not trial.any():
                     continue
-                score = objective(X @ trial)
+                # One weight moves: update the scores along its column, not all columns.
+                scores = current + (value - w[j]) * column
+                score = objective(scores)
                 if score > best + 1e-9:
-                    best, w, improved = score, trial, True
+                    best, w, current, improved = score, trial, scores, True
         if not improved:
             break
     return w / w.sum(), best

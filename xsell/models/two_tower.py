@@ -275,12 +275,22 @@ class TwoTower(Recommender):
             text = torch.as_tensor(self._text_encoder().encode(self._history_texts(codes)))
         return self._user_vectors(codes, weights, text).numpy()
 
-    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-        scores = self.user_vectors(history) @ self.item_vectors_.T
+    def _score_history(self, history: sp.csr_matrix, rows: np.ndarray,
+                       codes: np.ndarray | None = None) -> np.ndarray:
+        items = self.item_vectors_ if codes is None else self.item_vectors_[codes]
+        scores = self.user_vectors(history) @ items.T
         if self.objective == "mse":
             bias = self.bias_.detach().numpy()
-            scores += bias[:-1] + bias[-1]
+            scores += (bias[:-1] if codes is None else bias[codes]) + bias[-1]
         return scores
+
+    def score(self, users, items=None, history: pd.DataFrame | None = None) -> np.ndarray:
+        """:meth:`~xsell.models.base.Recommender.score`; with ``items`` only those columns are computed (a
+        search re-ranks a few hundred products, not the catalogue)."""
+        if items is None:
+            return super().score(users, items, history)
+        matrix, rows = self._histories(users, history)
+        return self._score_history(matrix, rows, self.dataset_.item_codes(items))
 
     # ------------------------------------------------------------------ saving
     def _fitted_state(self) -> dict:

@@ -13,11 +13,12 @@ import scipy.sparse as sp
 from sklearn.metrics.pairwise import cosine_similarity
 
 from xsell.data.dataset import Dataset
-from xsell.models import ALS, BPR, EASE, CoOccurrence, ItemKNN
+from xsell.models import ALS, BPR, EASE, TIFUKNN, CoOccurrence, ItemKNN
 from xsell.models.base import interaction_matrix
 from xsell.models.ease import spd_inverse
 from xsell.models.factorization import fold_in
 from xsell.models.neighbors import item_neighbors, keep_top_k_per_row, weigh_documents
+from xsell.models.sasrec import SASRec
 
 # ALS and BPR wrap the `implicit` library, a required dependency: without it these tests
 # must fail, not skip.
@@ -30,9 +31,12 @@ FACTORIES = {
     "ease": lambda: EASE(l2=1.0, min_item_users=1),
     "als": lambda: ALS(factors=8, regularization=0.1, iterations=10, random_state=0),
     "bpr": lambda: BPR(factors=8, iterations=50, random_state=0),
+    "tifu-knn": lambda: TIFUKNN(n_neighbors=5, alpha=0.7),
+    "sasrec": lambda: SASRec(max_len=4, dim=32, lr=5e-3, max_epochs=40, patience=40,
+                             validation_users=10),
 }
 NAMES = [pytest.param(n, marks=needs_implicit) if n in ("als", "bpr") else n for n in FACTORIES]
-MODEL_CLASSES = [ItemKNN, CoOccurrence, EASE, ALS, BPR]
+MODEL_CLASSES = [ItemKNN, CoOccurrence, EASE, ALS, BPR, TIFUKNN, SASRec]
 
 
 def random_shop(n_users=60, n_items=40, n_baskets=4, basket_size=5, seed=0,

@@ -4,6 +4,7 @@ explanations, and the recommend / complete commands."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xsell.cross_sell import (
@@ -155,3 +156,22 @@ def test_a_reach_sweep_scores_the_model_once(split, train, monkeypatch):
         swept = control.recommend(users, k=10, exclude_seen=True)
         assert (swept == fresh[reach]).all()
     assert len(calls) == 1  # 40 users: one chunk, scored once for three reaches
+
+
+def test_shopper_page_rows_and_reasons(interactions_frame, items_frame):
+    from xsell.cross_sell.service import shopper_page
+    from xsell.data.dataset import Dataset
+
+    data = Dataset.from_frames(interactions_frame, items_frame)
+    explained = pd.DataFrame({"because": ["Spaghetti"]}, index=pd.Index(["e"], name="item_id"))
+    page = shopper_page(data, "u1", {"Buy it again": np.array(["a", "c"]),
+                                     "Popular": np.array(["e"]), "New for you": explained})
+    assert list(page.index) == [("Buy it again", 1), ("Buy it again", 2), ("Popular", 1),
+                                ("New for you", 1)]
+    # u1 bought 'a' in three baskets and 'c' once; 'e' never.
+    assert page["why"].tolist() == ["bought 3x", "bought 1x", "", "Spaghetti"]
+    assert page["title"].tolist() == ["Spaghetti", "Parmesan", "Diapers Size 3",
+                                      "Diapers Size 3"]
+    assert page["department"].tolist() == ["pantry", "dairy", "babies", "babies"]
+    with pytest.raises(ValueError, match="at least one row"):
+        shopper_page(data, "u1", {})

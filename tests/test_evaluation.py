@@ -190,3 +190,37 @@ def test_cli_evaluate_on_an_unseen_generic_dataset(bookshop_dir, tmp_path):
     # Genre tastes are learnable: the best collaborative model beats popularity.
     assert ndcg.drop(index=["popularity", "buy-again"])["value"].max() > ndcg.loc[
         "popularity", "value"]
+
+
+def test_repeat_explore_metrics_in_next_basket_tables(shop):
+    from xsell.evaluation import repeat_explore_table
+    from xsell.metrics import HISTORY_METRICS
+
+    split = leave_last_basket_out(shop)
+    task = next_basket_task(split, "all", exclude_seen=False)
+    history = pd.concat([split.train, split.validation])
+    for user, seen in zip(task.users, task.seen, strict=True):
+        assert set(seen) == set(history.loc[history["user_id"] == user, "item_id"])
+    results = evaluate({"popularity": Popularity(), "buy-again": BuyAgain()}, split,
+                       ks=(3,), variants=("all", "explore"), progress=False,
+                       exclude_seen=False, baseline=None)
+    table = repeat_explore_table(results, k=3)
+    assert list(table.columns) == ["recall@3", "repeat-part recall@3",
+                                   "explore-part recall@3", "repeat ratio@3"]
+    # The table holds the means of the metric functions on the models' own lists.
+    for name, model in (("popularity", Popularity()), ("buy-again", BuyAgain())):
+        ranked = model.fit(split.train_dataset(include_validation=True)).recommend(
+            task.users, k=3, candidates=task.candidates)
+        for metric, f in HISTORY_METRICS.items():
+            column = {"repeat_recall": "repeat-part recall@3",
+                      "explore_recall": "explore-part recall@3",
+                      "repeat_ratio": "repeat ratio@3"}[metric]
+            assert table.loc[name, column] == pytest.approx(
+                np.nanmean(f(ranked, task.targets, task.seen, 3)))
+    # Every user has at least 3 items of their own: buy-again's lists are all repeats.
+    assert table.loc["buy-again", "repeat ratio@3"] == 1.0
+    assert table.loc["popularity", "repeat ratio@3"] < 1.0
+    # The explore variant's lists exclude the user's items: the split is not reported.
+    assert not results.query("variant == 'explore'")["metric"].isin(list(HISTORY_METRICS)).any()
+    with pytest.raises(ValueError, match="no repeat / explore"):
+        repeat_explore_table(results, k=10)

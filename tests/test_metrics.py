@@ -333,3 +333,30 @@ def test_group_gap_ignores_nan():
     assert only_nan.gap == 0.0
     with pytest.raises(ValueError, match="same length"):
         M.group_gap([1.0, 2.0], ["a"])
+
+
+# ---------------------------------------------------------------------- repeat / explore
+def test_repeat_and_explore_parts_of_one_list():
+    from xsell.metrics import (
+        HISTORY_METRICS,
+        explore_recall_at_k,
+        repeat_ratio_at_k,
+        repeat_recall_at_k,
+    )
+
+    ranked = np.array([["a", "x", "b", "y"], ["p", "q", "r", "s"]], dtype=object)
+    targets = [["a", "b", "x", "z"], ["q"]]
+    seen = [["a", "b", "c"], []]
+    # User 0: repeat targets {a, b} both in the top 3; explore targets {x, z}: x only.
+    np.testing.assert_allclose(repeat_recall_at_k(ranked, targets, seen, 3), [1.0, np.nan])
+    np.testing.assert_allclose(explore_recall_at_k(ranked, targets, seen, 3), [0.5, 1.0])
+    np.testing.assert_allclose(explore_recall_at_k(ranked, targets, seen, 1), [0.0, 0.0])
+    # Repeat ratio: a, b of the top 4 are the user's items; user 1 has none.
+    np.testing.assert_allclose(repeat_ratio_at_k(ranked, targets, seen, 4), [0.5, 0.0])
+    np.testing.assert_allclose(repeat_ratio_at_k(ranked, targets, seen, 1), [1.0, 0.0])
+    # Together the parts add up to the overall recall, weighted by their target counts.
+    overall = M.recall_at_k(ranked, targets, 3)[0]
+    assert overall == pytest.approx((2 * 1.0 + 2 * 0.5) / 4)
+    assert set(HISTORY_METRICS) == {"repeat_recall", "explore_recall", "repeat_ratio"}
+    with pytest.raises(ValueError, match="histories"):
+        repeat_recall_at_k(ranked, targets, seen[:1], 3)

@@ -110,3 +110,20 @@ def test_one_fit_serves_every_scoring_value(synthetic_split, name):
     own = cls(recency=0.7).fit(train)
     assert np.array_equal(twin.score(users), own.score(users))
     assert np.array_equal(fitted.score(users), cls().fit(train).score(users))
+
+
+def test_one_model_can_be_searched_again_keeping_the_others(synthetic_split, tmp_path):
+    path = tmp_path / "record.json"
+    first = record_tuning(synthetic_split, ["buy-again", "popularity"], path, progress=False)
+    again = record_tuning(synthetic_split, ["buy-again"], path, progress=False,
+                          keep_others=True)
+    assert set(again["models"]) == {"buy-again", "popularity"}
+    assert again["models"]["popularity"] == first["models"]["popularity"]
+    assert again["models"]["buy-again"]["chosen"] == first["models"]["buy-again"]["chosen"]
+    # Without keep_others the record holds only what was searched.
+    alone = record_tuning(synthetic_split, ["buy-again"], path, progress=False)
+    assert set(alone["models"]) == {"buy-again"}
+    # A record of other data is not merged into.
+    other = prepare(make_synthetic_shop(n_users=60, seed=3)).split
+    with pytest.raises(ValueError, match="other data"):
+        record_tuning(other, ["popularity"], path, progress=False, keep_others=True)

@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluation protocol (ratings = the seed's random 7:1:2 MAE/MSE; "
                                "search = product search with queries from test purchases, "
                                "its systems fixed)")
-    evaluate.add_argument("--models", default="popularity,buy-again,itemknn,ease,als",
+    evaluate.add_argument("--models", default="popularity,buy-again,itemknn,ease,tifu-knn,als",
                           help="comma-separated model names")
     evaluate.add_argument("--k", default="10,20", help="comma-separated cut-offs")
     evaluate.add_argument("--variants", default="all,explore,cross-category",

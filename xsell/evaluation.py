@@ -50,7 +50,7 @@ from xsell.data.variants import (
     seen_items_excluded,
     select_targets,
 )
-from xsell.metrics import RANKING_METRICS
+from xsell.metrics import HISTORY_METRICS, RANKING_METRICS
 from xsell.models.base import Recommender
 
 
@@ -76,6 +76,10 @@ class Task:
         Remove items of the history from the ranking.
     candidates : numpy.ndarray or None
         Item ids that may be ranked (``None`` = whole catalogue).
+    seen : list of numpy.ndarray or None
+        The items of each test point's history, for the repeat / explore split of a
+        list (:data:`xsell.metrics.HISTORY_METRICS`); ``None`` where the protocol does
+        not define it.
     """
 
     name: str
@@ -88,6 +92,13 @@ class Task:
     info: dict = field(default_factory=dict)
     blocked_categories: list | None = None
     level: int = 0
+    seen: list | None = None
+
+    @property
+    def splits_repeat_explore(self) -> bool:
+        """Whether the lists may hold the user's own items, so that the repeat / explore
+        metrics (:data:`~xsell.metrics.HISTORY_METRICS`) say something."""
+        return self.seen is not None and not self.exclude_seen
 
     def exclusions(self, points: slice | np.ndarray,
                    catalogue: Dataset) -> sp.csr_matrix | None:
@@ -170,9 +181,18 @@ def next_basket_task(split: Split, variant: str = "all", part: str = "test",
     history = pd.concat([split.train, split.validation]) if part == "test" else split.train
     targets = select_targets(heldout, history, split.dataset, variant, level=level)
     exclude, policy = seen_policy(variant, history, exclude_seen)
-    return Task(f"next-basket/{variant}", targets.index.to_numpy(), targets.index.to_numpy(),
+    users = targets.index.to_numpy()
+    return Task(f"next-basket/{variant}", users, users,
                 list(targets.to_numpy()), history=None, exclude_seen=exclude,
-                candidates=history[S.ITEM].unique(), info={"part": part, **policy})
+                candidates=history[S.ITEM].unique(), info={"part": part, **policy},
+                seen=_items_of(history, users))
+
+
+def _items_of(history: pd.DataFrame, points: np.ndarray) -> list:
+    """The distinct items of each point's history rows (empty for a point without any)."""
+    items = history.groupby(S.USER)[S.ITEM].unique()
+    empty = np.array([], dtype=object)
+    return [items.get(p, empty) for p in points]
 
 
 def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "all",
@@ -212,11 +232,13 @@ def rolling_origin_task(dataset: Dataset, n_origins: int = 5, variant: str = "al
     owner = tests.drop_duplicates("_key").set_index("_key")[S.USER]
     points = targets.index.to_numpy()
     exclude, policy = seen_policy(variant, train.interactions, exclude_seen)
+    point_history = history[history[S.USER].isin(points)]
     task = Task(f"rolling-origin({n_origins})/{variant}", points,
                 owner.reindex(points).to_numpy(), list(targets.to_numpy()),
-                history=history[history[S.USER].isin(points)],
+                history=point_history,
                 exclude_seen=exclude, candidates=train.interactions[S.ITEM].unique(),
-                info={"n_origins": n_origins, **policy})
+                info={"n_origins": n_origins, **policy},
+                seen=_items_of(point_history, points))
     return task, train
 
 
@@ -308,11 +330,29 @@ def basket_completion_task(split: Split, part: str = "test", new_only: bool = Tr
 
 # ---------------------------------------------------------------------------- scoring
 
+#: What every result table reports by default: the ranking metrics, and the repeat /
+#: explore split of the list (Li et al., TOIS 2023) where the list may repeat.
+DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map",
+                                    *HISTORY_METRICS)
+
 
 def per_user_metrics(model: Recommender, task: Task, ks: Iterable[int] = (10, 20),
                      metrics: Iterable[str] = ("recall", "ndcg")) -> pd.DataFrame:
-    """Metric values of every test point (long format: point, owner, metric, k, value)."""
+    """Metric values of every test point (long format: point, owner, metric, k, value).
+
+    ``metrics`` are names in :data:`~xsell.metrics.RANKING_METRICS` or
+    :data:`~xsell.metrics.HISTORY_METRICS`; the latter are computed only on tasks whose
+    lists may hold the user's own items (:attr:`Task.splits_repeat_explore`) and left out
+    elsewhere.
+    """
     ks = sorted(set(ks))
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in RANKING_METRICS and m not in HISTORY_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; choose from "
+                         f"{', '.join([*RANKING_METRICS, *HISTORY_METRICS])}")
+    if not task.splits_repeat_explore:
+        metrics = [m for m in metrics if m not in HISTORY_METRICS]
     if task.blocked_categories is None:
         ranked = model.recommend(task.users, k=max(ks), exclude_seen=task.exclude_seen,
                                  candidates=task.candidates, history=task.history)
@@ -330,7 +370,10 @@ def per_user_metrics(model: Recommender, task: Task, ks: Iterable[int] = (10, 20
     frames = []
     for name in metrics:
         for k in ks:
-            values = RANKING_METRICS[name](ranked, task.targets, k)
+            if name in HISTORY_METRICS:
+                values = HISTORY_METRICS[name](ranked, task.targets, task.seen, k)
+            else:
+                values = RANKING_METRICS[name](ranked, task.targets, k)
             frames.append(pd.DataFrame({"point": task.users, "owner": task.owners,
                                         "metric": name, "k": k, "value": values}))
     return pd.concat(frames, ignore_index=True)
@@ -458,7 +501,7 @@ def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[s
 def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], split: Split,
              protocol: str = "next-basket", ks: Sequence[int] = (10, 20),
              variants: Sequence[str] = VARIANTS,
-             metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
+             metrics: Sequence[str] = DEFAULT_METRICS,
              baseline: str | None = "popularity", part: str = "test", n_origins: int = 5,
              n_boot: int = 1000, seed: int = 0, progress: bool = True,
              exclude_seen: bool | None = None) -> pd.DataFrame:
@@ -480,7 +523,9 @@ def evaluate(models: Mapping[str, Recommender | Callable[[], Recommender]], spli
     variants : sequence of str
         Target variants (ignored for ``cold-start`` and ``basket-completion``).
     metrics : sequence of str
-        Names in :data:`xsell.metrics.RANKING_METRICS`.
+        Names in :data:`xsell.metrics.RANKING_METRICS` or
+        :data:`xsell.metrics.HISTORY_METRICS` (the latter where lists may hold the
+        user's own items; :func:`per_user_metrics`).
     baseline : str, optional
         Name (in ``models``) to test every other model against: a paired t-test over
         users, reported in ``p_value``.
@@ -698,3 +743,54 @@ def headline_table(results: pd.DataFrame, models: Sequence[str] | None = None,
     table.columns.name = None
     order = list(pd.unique(rows["model"])) if models is None else list(models)
     return table.loc[order]
+
+
+#: The columns of :func:`repeat_explore_table`, by metric name.
+REPEAT_EXPLORE_COLUMNS = {"recall": "recall", "repeat_recall": "repeat-part recall",
+                          "explore_recall": "explore-part recall",
+                          "repeat_ratio": "repeat ratio"}
+
+
+def repeat_explore_table(results: pd.DataFrame, k: int = 20,
+                         models: Sequence[str] | None = None,
+                         what: str = "value") -> pd.DataFrame:
+    """One list, two jobs: overall, repeat-part and explore-part recall and the repeat ratio.
+
+    The Next-Basket Reality Check view (Li et al., TOIS 2023) of the ``all`` variant:
+    how much of each model's recall comes from items the user bought before, how much
+    from new ones, and what share of its list it spends on repeats
+    (:data:`xsell.metrics.HISTORY_METRICS`).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A tidy table of :func:`evaluate` with those metrics on the ``all`` variant.
+    k : int
+        The cut-off.
+    models : sequence of str, optional
+        Rows, in this order (default: every model of the table).
+    what : {"value", "ci_low", "ci_high", "n_users"}
+        Which column of the results to show.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model; columns recall, repeat-part recall, explore-part recall,
+        repeat ratio (``@k``).
+
+    Raises
+    ------
+    ValueError
+        When the table has none of these metrics at ``k`` (a log whose lists exclude
+        the user's items, or metrics not computed).
+    """
+    rows = results[(results["variant"] == "all") & (results["k"] == k)
+                   & results["metric"].isin(list(REPEAT_EXPLORE_COLUMNS))]
+    if not rows["metric"].isin(list(HISTORY_METRICS)).any():
+        raise ValueError(f"no repeat / explore metrics at k={k} on the 'all' variant in this "
+                         "table (computed only where lists may hold the user's own items)")
+    table = rows.pivot_table(index="model", columns="metric", values=what, aggfunc="first",
+                             sort=False)
+    table = table[[m for m in REPEAT_EXPLORE_COLUMNS if m in table.columns]]
+    table.columns = [f"{REPEAT_EXPLORE_COLUMNS[m]}@{k}" for m in table.columns]
+    return table.loc[list(pd.unique(rows["model"])) if models is None else list(models)]

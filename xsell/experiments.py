@@ -20,7 +20,14 @@ from xsell.data.loaders import describe_source
 from xsell.data.prepare import MIN_USER_BASKETS, prepare
 from xsell.data.splits import Split, random_rating_split
 from xsell.data.variants import tuning_target
-from xsell.evaluation import VARIANTS, build_tasks, evaluate_rating, per_user_metrics, tabulate
+from xsell.evaluation import (
+    DEFAULT_METRICS,
+    VARIANTS,
+    build_tasks,
+    evaluate_rating,
+    per_user_metrics,
+    tabulate,
+)
 from xsell.models.base import Recommender
 from xsell.models.fitting import fit_model, store_fit
 from xsell.models.registry import model_class
@@ -29,8 +36,7 @@ from xsell.tuning import tune_targets
 
 def compare_models(split: Split, names: Sequence[str], protocol: str = "next-basket",
                    ks: Sequence[int] = (10, 20), variants: Sequence[str] = VARIANTS,
-                   metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate",
-                                             "mrr", "map"),
+                   metrics: Sequence[str] = DEFAULT_METRICS,
                    baseline: str | None = "popularity", tuned: bool = True,
                    hyperparameters: dict | None = None, n_origins: int = 5,
                    n_boot: int = 1000, seed: int = 0, progress: bool = True,

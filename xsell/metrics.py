@@ -22,8 +22,9 @@ Conventions of the module:
 * Catalogue-level metrics (coverage, Gini, exposure) look at the lists of all users at
   once and return one number (or one Series).
 
-Two registries map metric names to functions: :data:`RANKING_METRICS` (signature
-``f(ranked, targets, k)``) and :data:`BEYOND_ACCURACY_METRICS` (signature
+Three registries map metric names to functions: :data:`RANKING_METRICS` (signature
+``f(ranked, targets, k)``), :data:`HISTORY_METRICS` (``f(ranked, targets, seen, k)``:
+the repeat and explore parts of a list) and :data:`BEYOND_ACCURACY_METRICS` (signature
 ``f(ranked, k, metadata)``, with the kind of metadata each needs).
 """
 
@@ -350,6 +351,88 @@ RANKING_METRICS = {
     "ndcg": ndcg_at_k,
     "mrr": mrr_at_k,
     "map": average_precision_at_k,
+}
+
+
+# ----------------------------------------------------------------- repeat vs explore
+#
+# Next-basket results mix two jobs: re-finding what the user already buys (repeat items)
+# and suggesting what they never bought (explore items). Li et al., "A Next Basket
+# Recommendation Reality Check" (TOIS 2023), showed that a model can top a table on the
+# first alone; these metrics split one list's recall into the two parts and say how much
+# of the list is spent on each.
+
+
+def _split_targets(targets: Sequence, seen: Sequence) -> tuple[list, list]:
+    if len(targets) != len(seen):
+        raise ValueError(f"{len(targets)} target sets but {len(seen)} histories")
+    repeat, explore = [], []
+    for t, s in zip(targets, seen, strict=True):
+        t = np.unique(np.asarray(list(t), dtype=object))
+        known = np.isin(t, np.asarray(list(s), dtype=object))
+        repeat.append(t[known])
+        explore.append(t[~known])
+    return repeat, explore
+
+
+def repeat_recall_at_k(ranked: np.ndarray, targets: Sequence, seen: Sequence,
+                       k: int) -> np.ndarray:
+    """Recall@K on the targets the user bought before (:math:`T_u \\cap H_u`).
+
+    Parameters
+    ----------
+    ranked : numpy.ndarray
+        Recommended item ids, shape ``(n_users, >=k)``, best first.
+    targets : sequence of array-like
+        Relevant item ids of each user.
+    seen : sequence of array-like
+        The items of each user's history :math:`H_u`.
+    k : int
+        Cut-off.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per user, ``nan`` for users with no repeat target.
+    """
+    return recall_at_k(ranked, _split_targets(targets, seen)[0], k)
+
+
+def explore_recall_at_k(ranked: np.ndarray, targets: Sequence, seen: Sequence,
+                        k: int) -> np.ndarray:
+    """Recall@K on the targets new to the user (:math:`T_u \\setminus H_u`), in the same list.
+
+    Unlike the *explore* variant of the evaluation, the list is not purged of the
+    user's items first: this is the explore part of the list a model really shows.
+    Arguments as :func:`repeat_recall_at_k`; ``nan`` for users with no new target.
+    """
+    return recall_at_k(ranked, _split_targets(targets, seen)[1], k)
+
+
+def repeat_ratio_at_k(ranked: np.ndarray, targets: Sequence, seen: Sequence,
+                      k: int) -> np.ndarray:
+    """Share of the top K the user bought before: :math:`|\\mathrm{top}_K(u) \\cap H_u| / K`.
+
+    ``targets`` is not read (the signature is that of the other history metrics). A row
+    shorter than K counts its missing ranks as not repeat, as precision does.
+    """
+    ranked = _top_k(ranked, k)
+    if len(ranked) != len(seen):
+        raise ValueError(f"{len(ranked)} ranked lists but {len(seen)} histories")
+    out = np.zeros(len(ranked))
+    for u, s in enumerate(seen):
+        if len(s):
+            out[u] = np.isin(ranked[u], np.asarray(list(s), dtype=object)).sum() / k
+    return out
+
+
+#: Metric name -> function ``f(ranked, targets, seen, k)`` of the metrics that also read
+#: each user's history (``seen``); :mod:`xsell.evaluation` computes them on tasks that
+#: rank the user's own items (the ``all`` variant of grocery data).
+HISTORY_METRICS = {
+    "repeat_recall": repeat_recall_at_k,
+    "explore_recall": explore_recall_at_k,
+    "repeat_ratio": repeat_ratio_at_k,
 }
 
 

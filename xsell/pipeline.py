@@ -17,6 +17,7 @@ from xsell.data.dataset import Dataset
 from xsell.data.loaders import describe_source
 from xsell.data.prepare import MAX_USER_MAD, MIN_USER_BASKETS, prepare
 from xsell.data.splits import Split, global_time_split, random_split
+from xsell.metrics import HISTORY_METRICS
 
 
 @dataclass
@@ -64,12 +65,19 @@ class RunResult:
             how = "tuned on the validation basket" if self.tuned else "default hyperparameters"
             out += ["", f"models on the test basket (leave-last-basket-out, {how}; "
                     "value [95% CI over users]):", wide.to_string()]
+            if self.comparison["metric"].isin(list(HISTORY_METRICS)).any():
+                from xsell.evaluation import repeat_explore_table
+
+                parts = repeat_explore_table(self.comparison, k=10)
+                out += ["", "the 'all' lists split into items bought before and new ones "
+                        "(Li et al. 2023):", parts.to_string(float_format=lambda x: f"{x:.3f}")]
         out += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())]
         return "\n".join(out)
 
 
 #: Models ``xsell run`` fits and compares (the baselines and the LM two-tower).
-RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "als", "two-tower")
+RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "tifu-knn", "als",
+              "two-tower")
 
 
 def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
@@ -114,7 +122,8 @@ def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
 
         t = time.perf_counter()
         comparison, hyper = compare_models(splits["leave-last-basket-out"], list(models),
-                                           ks=(10, 20), metrics=("recall", "ndcg"),
+                                           ks=(10, 20),
+                                           metrics=("recall", "ndcg", *HISTORY_METRICS),
                                            tuned=tuned, seed=seed, progress=progress)
         seconds["baselines"] = time.perf_counter() - t
     return RunResult(describe_source(dataset), cleaned.summary(), report, splits,

@@ -179,8 +179,8 @@ def tune(model_class: type[Recommender], split: Split, param_grid: Mapping | Non
 RECORDS = Path(__file__).resolve().parent / "tuned"
 
 #: The models whose search is recorded (every model of the chapters with a grid).
-RECORDED_MODELS: tuple[str, ...] = ("buy-again", "itemknn", "cooccurrence", "ease", "als",
-                                    "bpr", "text-similarity", "two-tower")
+RECORDED_MODELS: tuple[str, ...] = ("buy-again", "itemknn", "cooccurrence", "ease", "tifu-knn",
+                                    "als", "bpr", "text-similarity", "two-tower", "sasrec")
 
 #: The layout of a record; a record of another layout is ignored.
 RECORD_FORMAT = 1
@@ -194,7 +194,8 @@ def _json_grid(model_class: type[Recommender]) -> dict:
 
 
 def record_tuning(split: Split, names: Sequence[str], path: str | Path,
-                  variants: Sequence[str] = VARIANTS, progress: bool = True) -> dict:
+                  variants: Sequence[str] = VARIANTS, progress: bool = True,
+                  keep_others: bool = False) -> dict:
     """Grid-search models on the validation part and write the outcome as a record.
 
     Parameters
@@ -209,6 +210,10 @@ def record_tuning(split: Split, names: Sequence[str], path: str | Path,
         Variants whose tuning targets are searched (:func:`~xsell.data.variants.tuning_target`).
     progress : bool
         A progress bar over the models.
+    keep_others : bool
+        Keep the entries of models not in ``names`` from the record already at ``path``
+        -- when it was made on the same data, split and targets -- so one model can be
+        searched again (a new grid, a new model) without repeating the others.
 
     Returns
     -------
@@ -217,6 +222,16 @@ def record_tuning(split: Split, names: Sequence[str], path: str | Path,
     """
     targets = sorted({tuning_target(v) for v in variants})
     models = {}
+    if keep_others and Path(path).is_file():
+        old = json.loads(Path(path).read_text())
+        same = (old.get("format") == RECORD_FORMAT
+                and old.get("data") == data_fingerprint(split.dataset)
+                and old.get("split") == [split.name, json.loads(json.dumps(split.params))]
+                and old.get("targets") == [list(t) for t in targets])
+        if not same:
+            raise ValueError(f"{path}: made on other data, split or targets; record every "
+                             "model again (keep_others=False)")
+        models = {n: entry for n, entry in old["models"].items() if n not in names}
     for name in tqdm(names, desc="record tuning", disable=not progress):
         cls = model_class(name)
         start = time.perf_counter()

@@ -50,7 +50,7 @@ from xsell.apps.search_protocol import QUERY_KINDS, RANK_DEPTH, build_queries, q
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.models.base import check_k, top_k
-from xsell.models.candidates import GroupedRanking
+from xsell.models.candidates import GroupedRanking, standardise
 from xsell.models.fitting import fit_model
 from xsell.models.stacking import coordinate_search, hold_out_last_baskets
 from xsell.text import TextEncoder, item_texts
@@ -92,25 +92,6 @@ def _ranked(scores: np.ndarray, pool: np.ndarray | None, depth: int) -> np.ndarr
         return top_k(scores, depth)
     order = np.argsort(-np.take_along_axis(scores, pool, axis=1), axis=1, kind="stable")
     return np.take_along_axis(pool, order, axis=1)[:, :depth]
-
-
-def standardise(values: np.ndarray, row: np.ndarray, n_rows: int,
-                mask: np.ndarray | None = None) -> np.ndarray:
-    """Columns of ``values`` standardised within each query (``row``), over the pairs in
-    ``mask`` only (others get 0); 0 where a column is flat."""
-    values = np.asarray(values, dtype=float)
-    weight = np.ones(len(row)) if mask is None else mask.astype(float)
-    count = np.bincount(row, weights=weight, minlength=n_rows).clip(min=1)
-
-    def per_query_sum(columns: np.ndarray) -> np.ndarray:  # bincount: far faster than add.at
-        return np.column_stack([np.bincount(row, weights=c, minlength=n_rows)
-                                for c in columns.T]) if columns.shape[1] else \
-            np.zeros((n_rows, 0))
-
-    mean = per_query_sum(values * weight[:, None]) / count[:, None]
-    centred = (values - mean[row]) * weight[:, None]
-    std = np.sqrt(per_query_sum(centred ** 2) / count[:, None])[row]
-    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
 @dataclass

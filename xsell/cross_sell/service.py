@@ -4,6 +4,8 @@ with titles, departments and "because you bought" explanations (the CLI prints t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -73,6 +75,47 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
         out["contribution"] = why["contribution"].round(3).to_numpy()
     out.attrs["fallback"] = fallback
     return out
+
+
+def shopper_page(dataset: Dataset, user, rows: Mapping[str, np.ndarray | pd.DataFrame]
+                 ) -> pd.DataFrame:
+    """A shop page of several recommendation rows for one user, each item with its why.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The data the rows were fitted on (titles, departments, the user's history).
+    user
+        The user the rows are for.
+    rows : mapping of str to numpy.ndarray or pandas.DataFrame
+        Row name -> item ids, best first, or a frame of :func:`recommend_for_user`
+        (whose ``because`` column is kept).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by (row, position from 1): ``item_id``, ``title``, ``department``,
+        ``why`` -- the supporting purchase of an explained row, otherwise "bought Nx"
+        for an item the user has bought before (empty for one they have not).
+    """
+    history = dataset.interactions[dataset.interactions[S.USER] == user]
+    counts = history[S.ITEM].value_counts()
+    frames = []
+    for name, found in rows.items():
+        explained = isinstance(found, pd.DataFrame)
+        ids = np.asarray(found.index if explained else found)
+        if explained and "because" in found:
+            why = found["because"].fillna("").astype(str).to_numpy()
+        else:
+            why = [f"bought {int(counts[i])}x" if i in counts.index else "" for i in ids]
+        frame = _describe(dataset, ids).reset_index()
+        frame["why"] = why
+        frame.index = pd.MultiIndex.from_arrays([[name] * len(ids), np.arange(1, len(ids) + 1)],
+                                                names=["row", "#"])
+        frames.append(frame)
+    if not frames:
+        raise ValueError("give at least one row")
+    return pd.concat(frames)
 
 
 def popular_for_new_user(dataset: Dataset, k: int = 10) -> pd.DataFrame:

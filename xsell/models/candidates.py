@@ -52,16 +52,31 @@ class Candidates:
         Models score on different scales (counts, cosines, logits); standardising per
         user makes a weighted sum meaningful.
         """
-        n_users = int(self.row.max(initial=-1)) + 1
-        count = np.bincount(self.row, minlength=n_users)[:, None].clip(min=1)
-        mean = np.zeros((n_users, self.scores.shape[1]))
-        np.add.at(mean, self.row, self.scores)
-        mean /= count
-        centred = self.scores - mean[self.row]
-        var = np.zeros_like(mean)
-        np.add.at(var, self.row, centred ** 2)
-        std = np.sqrt(var / count)
-        return centred / np.where(std > 0, std, 1.0)[self.row]
+        return standardise(self.scores, self.row, int(self.row.max(initial=-1)) + 1)
+
+
+def standardise(values: np.ndarray, row: np.ndarray, n_rows: int,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """Columns of ``values`` standardised within each group of rows (a user's or a query's
+    candidates, ``row``), over the pairs in ``mask`` only (others get 0).
+
+    The one z-score of the package: the hybrids' and the completer's candidate features
+    (:meth:`Candidates.zscores`) and the search's signals. A column that is flat within
+    a group (standard deviation below 1e-12, float noise included) gives 0 there.
+    """
+    values = np.asarray(values, dtype=float)
+    weight = np.ones(len(row)) if mask is None else mask.astype(float)
+    count = np.bincount(row, weights=weight, minlength=n_rows).clip(min=1)
+
+    def per_query_sum(columns: np.ndarray) -> np.ndarray:  # bincount: far faster than add.at
+        return np.column_stack([np.bincount(row, weights=c, minlength=n_rows)
+                                for c in columns.T]) if columns.shape[1] else \
+            np.zeros((n_rows, 0))
+
+    mean = per_query_sum(values * weight[:, None]) / count[:, None]
+    centred = (values - mean[row]) * weight[:, None]
+    std = np.sqrt(per_query_sum(centred ** 2) / count[:, None])[row]
+    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
 def generate_candidates(scores: list[np.ndarray], n: int,

@@ -17,6 +17,8 @@ MODELS: dict[str, str] = {
     "itemknn": "xsell.models.neighbors:ItemKNN",
     "cooccurrence": "xsell.models.neighbors:CoOccurrence",
     "ease": "xsell.models.ease:EASE",
+    "tifu-knn": "xsell.models.tifu_knn:TIFUKNN",
+    "sasrec": "xsell.models.sasrec:SASRec",
     "als": "xsell.models.factorization:ALS",
     "bpr": "xsell.models.factorization:BPR",
     "text-similarity": "xsell.models.text_similarity:TextSimilarity",

@@ -84,7 +84,9 @@ class TwoTower(Recommender):
     max_epochs, patience : int
         Stop after ``patience`` epochs without a better validation score.
     validation_users : int
-        Users whose last training basket is held out for early stopping.
+        At most this many users -- and at most a fifth of those with a target in their
+        last training basket -- have that basket held out for early stopping (the number
+        used is ``validation_users_``).
     history_text_items : int
         Items written into the serialised history (``user_tower="text"``).
     max_states_per_user : int, optional
@@ -244,6 +246,7 @@ class TwoTower(Recommender):
         if self.user_tower == "text":
             state_text = torch.as_tensor(self._text_encoder().encode(
                 self._history_texts(states.items)))
+        self.validation_users_ = len(val_rows)
         self.history_ = train_towers(self, objective, states, val_rows, state_text, rng)
         self.top_layers_ = None  # its output now lives in the item tower's table
         self.item_vectors_ = self._all_item_vectors()
@@ -299,7 +302,8 @@ class TwoTower(Recommender):
         text = self.item_tower_.text
         return {"weights": dict(self._modules().state_dict()), "bias": self.bias_.data,
                 "text_dim": int(text.shape[-1]) if text.numel() else 0,
-                "history_": self.history_, "fit_seconds_": self.fit_seconds_}
+                "history_": self.history_, "fit_seconds_": self.fit_seconds_,
+                "validation_users_": self.validation_users_}
 
     def _restore_state(self, state: dict, dataset: Dataset) -> None:
         self.config()
@@ -316,4 +320,5 @@ class TwoTower(Recommender):
         self._modules().load_state_dict(tensors)
         self._modules().eval()
         self.history_, self.fit_seconds_ = state["history_"], state["fit_seconds_"]
+        self.validation_users_ = state["validation_users_"]
         self.item_vectors_ = self._all_item_vectors()

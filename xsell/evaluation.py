@@ -330,7 +330,7 @@ def basket_completion_task(split: Split, part: str = "test", new_only: bool = Tr
 
 # ---------------------------------------------------------------------------- scoring
 
-#: What every result table reports by default: the ranking metrics, and the repeat /
+#: What every result table reports by default -- the ranking metrics, and the repeat /
 #: explore split of the list (Li et al., TOIS 2023) where the list may repeat.
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map",
                                     *HISTORY_METRICS)

@@ -132,13 +132,13 @@ class TIFUKNN(Recommender):
     #: A user's own vector scores any item of the history, even one nobody else bought.
     scores_unseen_items = True
 
-    #: Neighbours and the blend change only scoring: one fit per vector setting.
+    #: Neighbours and the blend change only scoring (one fit per vector setting).
     scoring_params: tuple[str, ...] = ("n_neighbors", "alpha")
 
     #: Values tried by :func:`xsell.tuning.tune`; the paper's Instacart setting
     #: (k=900, r_b=0.9, r_g=0.7, m=3, alpha=0.9) is one of the points. On the Instacart
     #: sample the all-items NDCG@10 is flat for alpha from 0.5 to 0.9 and falls below
-    #: (0.4474 at 0.3, 0.419 at 0.1 on validation): 0.3 marks the lower side.
+    #: (0.4474 at 0.3, 0.419 at 0.1 on validation), so 0.3 marks the lower side.
     param_grid: dict[str, list] = {"n_neighbors": [100, 300, 900], "within_decay": [0.9, 1.0],
                                    "group_decay": [0.6, 0.7, 0.8], "n_groups": [3, 7],
                                    "alpha": [0.3, 0.5, 0.9]}

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
+from xsell.metrics import ndcg_at_k
 from xsell.models.base import Recommender, popularity_tiebreak, top_k
 from xsell.models.sasrec_network import SASRecNetwork
 
@@ -313,14 +314,8 @@ class SASRec(Recommender):
             return 0.0
         scores = self._network_scores(inputs)
         top = top_k(scores, min(k, scores.shape[1]))
-        discount = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
-        values = []
-        for t, row in zip(targets, top, strict=True):
-            codes = self.codes_.get_indexer(t)
-            if len(codes):
-                ideal = discount[:min(len(codes), len(discount))].sum()
-                values.append((np.isin(row, codes) * discount).sum() / ideal)
-        return float(np.mean(values)) if values else 0.0
+        values = ndcg_at_k(top, [self.codes_.get_indexer(t) for t in targets], top.shape[1])
+        return float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
 
     @torch.no_grad()
     def _network_scores(self, sequences: np.ndarray) -> np.ndarray:

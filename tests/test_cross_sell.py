@@ -98,6 +98,18 @@ def test_completer_learns_weights_and_completes_a_cart(train, tiny_lm_dir):
         completer.complete(cart, k=0)
 
 
+def test_completer_without_the_text_signal_learns_on_the_others(train, tiny_lm_dir):
+    completer = BasketCompleter(user_models={"ease": {"l2": 50.0}}, encoder=str(tiny_lm_dir),
+                                text_signal=False, progress=False, cache=False).fit(train)
+    assert list(completer.weights_.index) == ["co-occurrence", "department transition",
+                                              "popularity", "user: ease"]
+    assert completer.weights_.sum() == pytest.approx(1)
+    users = train.user_index[:3].to_numpy()
+    history = train.interactions[train.interactions["user_id"].isin(users)]
+    assert len(completer.signals(users, history)) == 4
+    assert len(completer.complete(train.interactions["item_id"].iloc[:2].tolist(), k=5)) == 5
+
+
 def test_cart_history_appends_the_cart_as_latest_basket(train):
     user = train.user_index[0]
     h = build_cart_history(train, [train.item_index[0]], user)

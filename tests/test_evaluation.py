@@ -17,6 +17,7 @@ from xsell.evaluation import (
     evaluate,
     evaluate_rating,
     next_basket_task,
+    paired_difference,
     paired_p_value,
     rolling_origin_task,
 )
@@ -103,13 +104,30 @@ def test_paired_p_value():
     assert paired_p_value(a + noise, a) > 0.001
 
 
+def test_paired_difference_is_the_mean_difference_with_a_narrower_interval():
+    rng = np.random.default_rng(0)
+    users = pd.Index(np.arange(300))
+    ease = pd.Series(rng.uniform(0, 1, 300), index=users)  # which users are easy: shared
+    better = ease + 0.02 + pd.Series(rng.normal(0, 0.01, 300), index=users)
+    mean, lo, hi = paired_difference(better, ease, n_boot=500)
+    assert np.isclose(mean, (better - ease).mean())
+    assert lo < mean < hi and 0.015 < lo and hi < 0.025
+    separate = [bootstrap_ci(s.to_numpy(), users.to_numpy(), 500) for s in (better, ease)]
+    assert separate[0][0] < separate[1][1]  # the separate intervals overlap; the paired does not
+    # users present in only one of the two do not count
+    assert paired_difference(better.iloc[:10], ease)[0] == (better - ease).iloc[:10].mean()
+    assert np.isnan(paired_difference(better.iloc[:0], ease)[0])
+
+
 def test_evaluate_table(shop):
     split = leave_last_basket_out(shop)
     table = evaluate({"popularity": Popularity, "buy-again": BuyAgain}, split, ks=(2,),
                      metrics=("recall", "ndcg"), n_boot=50, progress=False)
     assert list(table.columns) == ["model", "variant", "metric", "k", "value", "ci_low",
-                                   "ci_high", "n_users", "n_points", "p_value"]
+                                   "ci_high", "n_users", "n_points", "p_value", "diff",
+                                   "diff_ci_low", "diff_ci_high"]
     assert table.query("model == 'popularity'")["p_value"].isna().all()
+    assert table.query("model == 'popularity'")["diff"].isna().all()
     ba = table.query("model == 'buy-again' and variant == 'all' and metric == 'recall'")
     assert ba["value"].item() > 0
     assert (table["ci_low"] <= table["value"] + 1e-12).all()

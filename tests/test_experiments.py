@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from xsell.data import clean, leave_last_basket_out
+from xsell.data.splits import random_rating_split
 from xsell.data.synthetic import make_synthetic_shop
-from xsell.experiments import compare_configs, compare_models, fit_model
+from xsell.evaluation import evaluate_rating
+from xsell.experiments import compare_configs, compare_models, compare_ratings, fit_model
 from xsell.models.registry import model_class
 from xsell.tuning import tune_targets
 
@@ -68,3 +70,18 @@ def test_cached_configs_share_fits_with_fit_model(split, tmp_path, monkeypatch):
     assert set(table["model"]) == set(configs)
     _refuse_fitting(monkeypatch, "ease")
     fit_model("ease", {"l2": 30.0}, split.train_dataset(include_validation=True), cache=True)
+
+
+def test_compare_ratings_is_evaluate_rating_of_the_configs_and_is_cached(split, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path))
+    ratings = random_rating_split(split.dataset, seed=1)
+    configs = {"EASE 30": ("ease", {"l2": 30.0}), "popular": ("popularity", {})}
+    table = compare_ratings(ratings, configs, n_boot=50, cache=True)
+    direct = evaluate_rating({"EASE 30": lambda: model_class("ease")(l2=30.0),
+                              "popular": model_class("popularity")}, ratings, n_boot=50)
+    assert table.equals(direct)
+    assert list(table["model"].unique()) == ["global mean", "EASE 30", "popular"]
+    _refuse_fitting(monkeypatch, "ease")
+    assert compare_ratings(ratings, configs, n_boot=50, cache=True).equals(table)  # stored
+    fit_model("ease", {"l2": 30.0}, ratings.train_dataset(), cache=True)  # the fit is shared

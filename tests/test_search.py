@@ -180,6 +180,12 @@ def test_buy_again_is_required():
             make_synthetic_shop(n_users=20, seed=0))
 
 
+@pytest.mark.parametrize("setting", ["lexical_pool", "dense_pool", "max_queries"])
+def test_a_bad_pool_size_is_refused_by_its_name(setting):
+    with pytest.raises(ValueError, match=f"{setting} must be a positive integer, not 0"):
+        ProductSearch(**{setting: 0}, cache=False).fit(make_synthetic_shop(n_users=20, seed=0))
+
+
 def test_evaluate_search_scores_once_and_reads_back_the_same(tmp_path, monkeypatch):
     from conftest import REPO
 

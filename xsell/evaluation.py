@@ -410,6 +410,22 @@ def paired_p_value(a: pd.Series, b: pd.Series) -> float:
     return float(stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue)
 
 
+def paired_difference(a: pd.Series, b: pd.Series, n_boot: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-user difference ``a - b`` and its percentile bootstrap CI (users resampled).
+
+    ``a`` and ``b`` are per-user means indexed by user; only users present in both (and
+    not nan) count. Pairing removes what the two share -- which users are easy -- so the
+    interval of the difference is much narrower than the two separate intervals suggest.
+    """
+    both = pd.concat([a, b], axis=1, join="inner").dropna()
+    diff = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
+    if not len(diff):
+        return (np.nan, np.nan, np.nan)
+    lo, hi = bootstrap_ci(diff, np.arange(len(diff)), n_boot, level, seed)
+    return float(diff.mean()), lo, hi
+
+
 def summarise(per_point: pd.DataFrame, model: str, variant: str, n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Mean, bootstrap CI and sizes for each (metric, k) of one model on one task."""
@@ -480,12 +496,15 @@ def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[s
              baseline: str | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Summarise per-point metrics of (model, variant) pairs into the tidy result table.
 
-    Adds bootstrap CIs and, when ``baseline`` is given, the paired t-test p-value of every
-    other model against it on the same users.
+    Adds bootstrap CIs and, when ``baseline`` is given, for every other model on the same
+    users: the paired t-test p-value against it and the mean per-user difference from it
+    with its bootstrap CI (``diff``, ``diff_ci_low``, ``diff_ci_high``; nan otherwise).
     """
     table = pd.concat([summarise(points, model, variant, n_boot, seed)
                        for (model, variant), points in per_point.items()], ignore_index=True)
     table["p_value"] = np.nan
+    for column in ("diff", "diff_ci_low", "diff_ci_high"):
+        table[column] = np.nan
     if baseline is not None:
         for i, row in table.iterrows():
             if row["model"] == baseline or (baseline, row["variant"]) not in per_point:
@@ -493,6 +512,8 @@ def tabulate(per_point: Mapping[tuple[str, str], pd.DataFrame], tasks: Mapping[s
             a, b = (_user_means(per_point[m, row["variant"]], row["metric"], row["k"])
                     for m in (row["model"], baseline))
             table.loc[i, "p_value"] = paired_p_value(a, b)
+            table.loc[i, ["diff", "diff_ci_low", "diff_ci_high"]] = paired_difference(
+                a, b, n_boot, seed=seed)
     table.attrs["tasks"] = {v: {"n_points": t.n_points, "n_users": t.n_users, **t.info}
                             for v, t in tasks.items()}
     return table

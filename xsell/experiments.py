@@ -272,6 +272,43 @@ def compare_configs(split: Split, configs: dict[str, tuple[str, dict]],
                             seed, progress, cache=False)
 
 
+def compare_ratings(split: Split, configs: dict[str, tuple[str, dict]], n_boot: int = 1000,
+                    seed: int = 0, cache: bool = False) -> pd.DataFrame:
+    """The seed's rating formulation for fixed configurations: MAE, MSE and RMSE of counts.
+
+    Parameters
+    ----------
+    split : Split
+        From :func:`~xsell.data.splits.random_rating_split` (its train part fits the models,
+        its validation part calibrates scores to counts, its test part is scored once).
+    configs : dict
+        ``{label: (model name, hyperparameters)}``.
+    n_boot, seed
+        Bootstrap of the confidence intervals (:func:`xsell.evaluation.evaluate_rating`).
+    cache : bool
+        Reuse a stored result of an identical call, and fit through the model cache
+        (:mod:`xsell.cache`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table of :func:`~xsell.evaluation.evaluate_rating` (a ``global mean`` row first).
+    """
+    from functools import partial
+
+    def run() -> pd.DataFrame:
+        models = {label: partial(_CachedFit, name, params) if cache else
+                  partial(model_class(name), **params)
+                  for label, (name, params) in configs.items()}
+        return evaluate_rating(models, split, n_boot=n_boot, seed=seed)
+
+    if not cache:
+        return run()
+    key = {"data": data_fingerprint(split.dataset), "split": [split.name, split.params],
+           "configs": configs, "n_boot": n_boot, "seed": seed}
+    return memoize("compare_ratings", key, run)
+
+
 def _compare_configs(split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed,
                      progress, cache):
     from functools import partial

@@ -49,7 +49,7 @@ from xsell.apps.retrieval import DenseIndex, LexicalIndex, search_text
 from xsell.apps.search_protocol import QUERY_KINDS, RANK_DEPTH, build_queries, query_table
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import check_k, top_k
+from xsell.models.base import check_count, top_k
 from xsell.models.candidates import GroupedRanking, standardise
 from xsell.models.fitting import fit_model
 from xsell.models.stacking import coordinate_search, hold_out_last_baskets
@@ -175,9 +175,9 @@ class ProductSearch:
     def fit(self, train: Dataset) -> ProductSearch:
         """Index the catalogue, learn the ranking weights on held-out queries, fit the
         behaviour signals on all of ``train``."""
-        check_k(self.lexical_pool)
-        check_k(self.dense_pool)
-        check_k(self.max_queries)
+        check_count(self.lexical_pool, "lexical_pool")
+        check_count(self.dense_pool, "dense_pool")
+        check_count(self.max_queries, "max_queries")
         for kind in self.query_kinds:
             if kind not in QUERY_KINDS:
                 raise ValueError(f"query_kinds: {kind!r} is not one of {', '.join(QUERY_KINDS)}")
@@ -506,7 +506,7 @@ class ProductSearch:
             Rank-ordered: ``item_id``, ``title``, ``department``, ``price`` (where the
             catalogue has prices) and ``why``.
         """
-        check_k(k)
+        check_count(k)
         tokens = self._tokens(query)  # raises EmptyQueryError before any work
         note = None
         if user is not None and self.users_.get_indexer([user])[0] < 0:

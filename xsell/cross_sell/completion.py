@@ -31,7 +31,7 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.data.splits import leave_last_basket_out
 from xsell.evaluation import basket_completion_task
-from xsell.models.base import Recommender, check_k, top_k
+from xsell.models.base import Recommender, check_count, top_k
 from xsell.models.candidates import NOT_A_CANDIDATE, generate_candidates, is_target
 from xsell.models.stacking import (
     HeldOutStacking,
@@ -97,6 +97,9 @@ class BasketCompleter(HeldOutStacking):
         Held-out carts the weights are learnt on (seeded sample).
     encoder : str
         Sentence encoder of the text signal.
+    text_signal : bool
+        Use the text-similarity signal (``False``, with no two-tower among
+        ``user_models``: the completer without any language-model signal -- the ablation).
     cache : bool
         Reuse identical fits from the on-disk cache.
     seed : int
@@ -114,10 +117,12 @@ class BasketCompleter(HeldOutStacking):
         Recall@10 on the held-out carts at those weights.
     """
 
-    def __init__(self, user_models: dict | None = None, new_only: bool = True, n_candidates: int = 100, max_fit_baskets: int = 2000,
-                 encoder: str = DEFAULT_MODEL, cache: bool = True, seed: int = 0,
-                 progress: bool = True):
+    def __init__(self, user_models: dict | None = None, new_only: bool = True,
+                 n_candidates: int = 100, max_fit_baskets: int = 2000,
+                 encoder: str = DEFAULT_MODEL, text_signal: bool = True, cache: bool = True,
+                 seed: int = 0, progress: bool = True):
         self.user_models = user_models
+        self.text_signal = text_signal
         self.new_only = new_only
         self.n_candidates = n_candidates
         self.max_fit_baskets = max_fit_baskets
@@ -239,7 +244,9 @@ class BasketCompleter(HeldOutStacking):
             if not model.scores_unseen_items:
                 s[:, ~model.seen_items_] = -np.inf
             personal.append(s)
-        return [cooc, text, dept, pop, *personal]
+        every = dict(zip(SIGNALS + [f"user: {name}" for name in models.user_models],
+                         [cooc, text, dept, pop, *personal], strict=True))
+        return [every[name] for name in self.signal_names]
 
     def _user_models(self) -> dict:
         return self.user_models if self.user_models is not None else DEFAULT_USER_MODELS
@@ -247,7 +254,8 @@ class BasketCompleter(HeldOutStacking):
     @property
     def signal_names(self) -> list[str]:
         """Names of the signals, in feature order."""
-        return SIGNALS + [f"user: {name}" for name in self._user_models()]
+        cart = [s for s in SIGNALS if self.text_signal or s != "text similarity"]
+        return cart + [f"user: {name}" for name in self._user_models()]
 
     def _candidates(self, users, history, data, blocked):
         scores = self.signals(users, history, data)
@@ -306,7 +314,7 @@ class BasketCompleter(HeldOutStacking):
         history = build_cart_history(self.dataset_, items, user)
         key = history[S.USER].iloc[0]
         departments_left(self.dataset_, items)  # raises when the cart covers them all
-        check_k(k)
+        check_count(k)
         scores = self.score([key], history=history)
         top = top_k(scores, k)[0]
         # Only real candidates (outside the cart's departments, new to the user when

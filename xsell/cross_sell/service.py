@@ -17,7 +17,7 @@ from xsell.cross_sell.completion import (
 from xsell.cross_sell.explain import Explainer
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, check_k
+from xsell.models.base import Recommender, check_count
 
 
 def _describe(dataset: Dataset, ids) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
         explainer, ``because`` (title), ``evidence`` and ``contribution``.
     """
     data = model.dataset_
-    check_k(k)
+    check_count(k)
     if user is not None and history is not None:
         raise ValueError("give a user or a purchase history, not both")
     fallback = None
@@ -121,7 +121,7 @@ def shopper_page(dataset: Dataset, user, rows: Mapping[str, np.ndarray | pd.Data
 def popular_for_new_user(dataset: Dataset, k: int = 10) -> pd.DataFrame:
     """The ``k`` items most users bought, for a new customer with no purchase history
     (no model needed); ``attrs["fallback"]`` says so."""
-    check_k(k)
+    check_count(k)
     buyers = dataset.interactions.drop_duplicates([S.USER, S.ITEM])[S.ITEM].value_counts()
     ids = buyers.index[:k].to_numpy()
     out = _describe(dataset, ids)
@@ -140,7 +140,7 @@ def complete_cart(completer: BasketCompleter, items, user=None, k: int = 10,
     (:func:`~xsell.cross_sell.completion.departments_left`).
     """
     data = completer.dataset_
-    check_k(k)
+    check_count(k)
     ids = completer.complete(items, user=user, k=k)
     out = _describe(data, ids)
     if explainer is not None:

@@ -59,21 +59,25 @@ def basket_age(interactions: pd.DataFrame) -> np.ndarray:
             - interactions[S.SEQ]).to_numpy()
 
 
-def check_recency(recency) -> float:
-    """``recency`` as a float, or a ValueError naming it (a number in (0, 1] is required)."""
-    ok = isinstance(recency, (int, float, np.integer, np.floating)) and \
-        not isinstance(recency, bool) and 0.0 < float(recency) <= 1.0
+def check_decay(value, name: str = "recency") -> float:
+    """``value`` as a float, or a ValueError naming the setting ``name``.
+
+    A decay rate must be a number in (0, 1]: the weight of a purchase one basket (or one
+    group of baskets) further back; 1.0 = no decay.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool) and 0.0 < float(value) <= 1.0
     if not ok:
-        raise ValueError(f"recency must be a number in (0, 1] -- the weight of a purchase "
-                         f"one basket further back; 1.0 = no decay -- not {recency!r}")
-    return float(recency)
+        raise ValueError(f"{name} must be a number in (0, 1] -- the weight of a purchase "
+                         f"one basket further back; 1.0 = no decay -- not {value!r}")
+    return float(value)
 
 
-def check_k(k) -> int:
-    """``k``, the length of a list, or a ValueError naming it (a positive integer)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, not {k!r}")
-    return int(k)
+def check_count(value, name: str = "k") -> int:
+    """``value`` as an int, or a ValueError naming the setting ``name`` (a positive integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
 
 
 def top_k(scores: np.ndarray, k: int, sort: bool = True) -> np.ndarray:
@@ -263,7 +267,7 @@ class Recommender(Saveable):
         numpy.ndarray
             Item ids, shape ``(len(users), k)``.
         """
-        check_k(k)
+        check_count(k)
         users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
         if exclude is not None:
@@ -323,20 +327,20 @@ class RecencyWeighted(Recommender):
     recency: float
 
     def _remember(self, train: Dataset) -> None:
-        check_recency(self.recency)  # fail at fit, before any work
+        check_decay(self.recency)  # fail at fit, before any work
         self._scoring_cache = None  # weights of an earlier fit's data
         super()._remember(train)
 
     def scoring_matrix(self, interactions: pd.DataFrame, users: pd.Index) -> sp.csr_matrix:
         """The history with a purchase ``n`` baskets back weighted ``recency ** n``."""
-        recency = check_recency(self.recency)
+        recency = check_decay(self.recency)
         if recency == 1.0:
             return super().scoring_matrix(interactions, users)
         return interaction_matrix(interactions, users, self.items_,
                                   recency ** basket_age(interactions))
 
     def _training_scoring_matrix(self) -> sp.csr_matrix:
-        if check_recency(self.recency) == 1.0:
+        if check_decay(self.recency) == 1.0:
             return self.train_history_
         # Built on first use and kept per recency value: a fitted model may be scored with
         # several values (scoring_params) without refitting.

@@ -34,21 +34,14 @@ import scipy.sparse as sp
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.models.base import Recommender, interaction_matrix, popularity_tiebreak, top_k
-
-
-def _check_rate(name: str, value) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, bool) and 0.0 < float(value) <= 1.0
-    if not ok:
-        raise ValueError(f"{name} must be a number in (0, 1] (1.0 = no decay), not {value!r}")
-    return float(value)
-
-
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return int(value)
+from xsell.models.base import (
+    Recommender,
+    check_count,
+    check_decay,
+    interaction_matrix,
+    popularity_tiebreak,
+    top_k,
+)
 
 
 def basket_groups(n_baskets: np.ndarray, position: np.ndarray,
@@ -152,10 +145,10 @@ class TIFUKNN(Recommender):
         self.alpha = alpha
 
     def _check_params(self) -> None:
-        _check_rate("within_decay", self.within_decay)
-        _check_rate("group_decay", self.group_decay)
-        _check_count("n_groups", self.n_groups)
-        _check_count("n_neighbors", self.n_neighbors)
+        check_decay(self.within_decay, "within_decay")
+        check_decay(self.group_decay, "group_decay")
+        check_count(self.n_groups, "n_groups")
+        check_count(self.n_neighbors, "n_neighbors")
         ok = isinstance(self.alpha, (int, float, np.integer, np.floating)) and \
             not isinstance(self.alpha, bool) and 0.0 <= float(self.alpha) <= 1.0
         if not ok:

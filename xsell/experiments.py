@@ -294,13 +294,8 @@ def compare_ratings(split: Split, configs: dict[str, tuple[str, dict]], n_boot: 
     pandas.DataFrame
         The table of :func:`~xsell.evaluation.evaluate_rating` (a ``global mean`` row first).
     """
-    from functools import partial
-
     def run() -> pd.DataFrame:
-        models = {label: partial(_CachedFit, name, params) if cache else
-                  partial(model_class(name), **params)
-                  for label, (name, params) in configs.items()}
-        return evaluate_rating(models, split, n_boot=n_boot, seed=seed)
+        return evaluate_rating(_factories(configs, cache), split, n_boot=n_boot, seed=seed)
 
     if not cache:
         return run()
@@ -309,13 +304,18 @@ def compare_ratings(split: Split, configs: dict[str, tuple[str, dict]], n_boot: 
     return memoize("compare_ratings", key, run)
 
 
-def _compare_configs(split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed,
-                     progress, cache):
+def _factories(configs: dict[str, tuple[str, dict]], cache: bool) -> dict:
+    """``{label: factory}`` of unfitted models; with ``cache`` they fit through the cache."""
     from functools import partial
 
+    return {label: partial(_CachedFit, name, params) if cache else
+            partial(model_class(name), **params) for label, (name, params) in configs.items()}
+
+
+def _compare_configs(split, configs, protocol, ks, variants, metrics, baseline, n_boot, seed,
+                     progress, cache):
     from xsell.evaluation import evaluate
 
-    models = {label: partial(_CachedFit, name, params) if cache else
-              partial(model_class(name), **params) for label, (name, params) in configs.items()}
+    models = _factories(configs, cache)
     return evaluate(models, split, protocol, ks, variants, metrics, baseline, n_boot=n_boot,
                     seed=seed, progress=progress)

@@ -85,11 +85,14 @@ def main() -> int:
     args = parser.parse_args()
 
     samples = [tuple(int(x) for x in s.split(":")) for s in args.samples.split(",")]
-    reports = [evaluate_sample(households, seed) for households, seed in samples]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "second_dataset.json").write_text(json.dumps(
-        {"date": time.strftime("%Y-%m-%d"), "samples": reports}, indent=2, default=str))
+    reports = []
+    for households, seed in samples:
+        reports.append(evaluate_sample(households, seed))
+        # Each finished sample is kept at once: a long run stopped later loses only its last.
+        (out / "second_dataset.json").write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d"), "samples": reports}, indent=2, default=str))
     lines = []
     for report in reports:
         lines += table(report) + [""]

@@ -73,7 +73,7 @@ def table(report: dict) -> list[str]:
               f"{d['users']:,} users, {d['items_in_catalogue']:,} products, "
               f"{d['interactions']:,} rows; `xsell evaluate` took "
               f"{report['evaluate_seconds'] / 60:.1f} min. Hybrid NDCG@10 above every "
-              f"component: {'yes' if not beaten else 'no (not above ' + ', '.join(beaten) + ')'}."]
+              f"single model (its components and the peers): {'yes' if not beaten else 'no (not above ' + ', '.join(beaten) + ')'}."]
     return lines
 
 
@@ -88,11 +88,14 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
+    partial = out / "second_dataset.partial.json"
     for households, seed in samples:
         reports.append(evaluate_sample(households, seed))
-        # Each finished sample is kept at once: a long run stopped later loses only its last.
-        (out / "second_dataset.json").write_text(json.dumps(
-            {"date": time.strftime("%Y-%m-%d"), "samples": reports}, indent=2, default=str))
+        # Finished samples are kept beside the results (a stopped run loses only its last
+        # sample) and never overwrite the previous complete results.
+        partial.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "samples": reports},
+                                      indent=2, default=str))
+    partial.replace(out / "second_dataset.json")
     lines = []
     for report in reports:
         lines += table(report) + [""]

@@ -89,6 +89,16 @@ def test_embedding_cache_roundtrip(tmp_path):
     assert missing == [1] and np.array_equal(found[0], [0, 1])
 
 
+def test_embedding_cache_reload_reads_another_writers_shards(tmp_path):
+    reader, writer = EmbeddingCache(tmp_path / "m"), EmbeddingCache(tmp_path / "m")
+    assert reader.get(["a"])[1] == [0]
+    writer.put(["a"], np.ones((1, 3), dtype=np.float32))
+    assert reader.get(["a"])[1] == [0]  # what it read before
+    reader.reload()
+    found, missing = reader.get(["a"])
+    assert missing == [] and np.array_equal(found[0], [1, 1, 1])
+
+
 def test_real_minilm_matches_sentence_transformers_reference():
     """The real weights: similar products are closer than unrelated ones, and our mean pooling
     reproduces sentence-transformers' all-MiniLM-L6-v2 embedding of a fixed text."""

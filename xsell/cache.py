@@ -11,6 +11,10 @@ pickle, parquet tables, safetensors, every file checksummed. Nothing in the cach
 code, and an entry that is damaged, foreign or of an older format is discarded with one
 warning and recomputed -- it never crashes a run and never loads wrong values.
 
+Processes may share the folder (the tests run on two workers): an entry is computed by
+one process at a time under a lock on it (``fcntl``; none on Windows, where two processes
+may compute the same entry), and the others wait and read it.
+
 The folder is ``$XSELL_CACHE_DIR``, by default ``~/.cache/xsell``. Delete it to force a
 recomputation; set ``XSELL_CACHE=off`` to bypass the cache entirely.
 """
@@ -22,7 +26,8 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,8 @@ from xsell.checkpoint import (
     write_folder,
 )
 
-__all__ = ["cache_dir", "cache_enabled", "code_fingerprint", "data_fingerprint", "memoize"]
+__all__ = ["cache_dir", "cache_enabled", "code_fingerprint", "data_fingerprint", "exclusive",
+           "memoize"]
 
 #: Part of every key: entries of another layout live under other names.
 ENTRY_FORMAT = "xsell-cache/2"
@@ -85,24 +91,53 @@ def memoize(namespace: str, key: dict, compute: Callable[[], Any], dataset=None)
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]
     path = cache_dir() / namespace / digest
     _drop_old_format(path.parent)
-    if path.exists():
+    # Another process computing this entry: wait, then read it.
+    with exclusive(cache_dir() / ".locks" / namespace / f"{digest}.lock"):
+        if path.exists():
+            try:
+                content = read_folder(path, dataset)
+                if content.get("key") != text:
+                    raise CheckpointError(f"{path}: stored for another key")
+                return content["value"]
+            except Exception as err:  # damaged or foreign: recompute, never trust, never crash
+                warnings.warn(f"xsell cache: discarding unreadable entry ({_one_line(err)}); "
+                              "recomputing", stacklevel=2)
+                _remove(path)
+        result = compute()
         try:
-            content = read_folder(path, dataset)
-            if content.get("key") != text:
-                raise CheckpointError(f"{path}: stored for another key")
-            return content["value"]
-        except Exception as err:  # damaged or foreign: recompute, never trust, never crash
-            warnings.warn(f"xsell cache: discarding unreadable entry ({_one_line(err)}); "
-                          "recomputing", stacklevel=2)
-            _remove(path)
-    result = compute()
+            write_folder(path, {"key": text, "value": result})
+        except UnsupportedValue as err:
+            warnings.warn(f"xsell cache: {namespace} result not stored ({err})", stacklevel=2)
+        except OSError as err:  # a full or read-only cache folder costs time, not the result
+            warnings.warn(f"xsell cache: could not write {path} ({err})", stacklevel=2)
+        return result
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created if missing) while inside.
+
+    Other processes asking for the same file wait. Where locking is unavailable (Windows,
+    a read-only folder) this does nothing: at worst two processes do the same work.
+    """
     try:
-        write_folder(path, {"key": text, "value": result})
-    except UnsupportedValue as err:
-        warnings.warn(f"xsell cache: {namespace} result not stored ({err})", stacklevel=2)
-    except OSError as err:  # a full or read-only cache folder costs time, not the result
-        warnings.warn(f"xsell cache: could not write {path} ({err})", stacklevel=2)
-    return result
+        import fcntl
+    except ImportError:
+        fcntl = None
+    handle = None
+    if fcntl is not None:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a")  # noqa: SIM115
+        except OSError:
+            handle = None
+    try:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # closing releases the lock
 
 
 def _drop_old_format(folder: Path) -> None:

@@ -166,6 +166,7 @@ class EmbeddingCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self._vectors: dict[str, np.ndarray] | None = None
+        self._shards: set[str] = set()  # names of the shards already read
 
     @staticmethod
     def key(text: str) -> str:
@@ -175,25 +176,35 @@ class EmbeddingCache:
     def _load(self) -> dict[str, np.ndarray]:
         if self._vectors is None:
             self._vectors = {}
-            dims: set[int] = set()
-            damaged = []
-            for shard in sorted(self.folder.glob("*.npz")):
-                try:
-                    keys, vectors = _read_shard(shard)
-                    if dims and vectors.shape[1] not in dims:
-                        raise ValueError(f"{vectors.shape[1]}-dimensional vectors, the "
-                                         f"others have {dims.pop()}")
-                except Exception as error:  # any damage: recompute rather than trust
-                    damaged.append(f"{shard.name}: {' '.join(str(error).split())[:120]}")
-                    shard.unlink(missing_ok=True)
-                    continue
-                dims.add(vectors.shape[1])
-                self._vectors.update(zip(keys.tolist(), vectors, strict=True))
-            if damaged:
-                warnings.warn(f"embedding cache {self.folder}: discarded {len(damaged)} "
-                              f"damaged shard(s) (first: {damaged[0]}); their texts will be "
-                              "encoded again", stacklevel=3)
+            self.reload()
         return self._vectors
+
+    def reload(self) -> None:
+        """Read the shards written since the last read (by this or another process)."""
+        if self._vectors is None:
+            self._load()
+            return
+        dims = {len(next(iter(self._vectors.values())))} if self._vectors else set()
+        damaged = []
+        for shard in sorted(self.folder.glob("*.npz")):
+            if shard.name in self._shards:
+                continue
+            try:
+                keys, vectors = _read_shard(shard)
+                if dims and vectors.shape[1] not in dims:
+                    raise ValueError(f"{vectors.shape[1]}-dimensional vectors, the "
+                                     f"others have {dims.pop()}")
+            except Exception as error:  # any damage: recompute rather than trust
+                damaged.append(f"{shard.name}: {' '.join(str(error).split())[:120]}")
+                shard.unlink(missing_ok=True)
+                continue
+            dims.add(vectors.shape[1])
+            self._shards.add(shard.name)
+            self._vectors.update(zip(keys.tolist(), vectors, strict=True))
+        if damaged:
+            warnings.warn(f"embedding cache {self.folder}: discarded {len(damaged)} "
+                          f"damaged shard(s) (first: {damaged[0]}); their texts will be "
+                          "encoded again", stacklevel=3)
 
     def get(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[int]]:
         """Stored vectors (``None`` where missing) and the positions of the missing texts."""
@@ -213,6 +224,7 @@ class EmbeddingCache:
         name = hashlib.sha256(data).hexdigest()[:32]
         atomic_write(self.folder / f"{name}.npz", lambda tmp: Path(tmp).write_bytes(data))
         self._load().update(zip(keys.tolist(), vectors, strict=True))
+        self._shards.add(f"{name}.npz")
 
     def __len__(self) -> int:
         return len(self._load())
@@ -335,8 +347,16 @@ class TextEncoder:
             fresh = dict(zip(unique, self._encode_uncached(unique), strict=True))
             found = [v if v is not None else fresh[t] for v, t in zip(found, texts, strict=True)]
         elif missing:
-            unique = list(dict.fromkeys(texts[i] for i in missing))
-            self.cache.put(unique, self._encode_uncached(unique))
-            found, _ = self.cache.get(texts)
+            from xsell.cache import exclusive
+
+            # Another process encoding the same catalogue: wait for it, then reuse its work.
+            folder = self.cache.folder
+            with exclusive(folder.with_name(f".{folder.name}.lock")):
+                self.cache.reload()
+                found, missing = self.cache.get(texts)
+                if missing:
+                    unique = list(dict.fromkeys(texts[i] for i in missing))
+                    self.cache.put(unique, self._encode_uncached(unique))
+                    found, _ = self.cache.get(texts)
         return np.vstack(found).astype(np.float32) if texts else np.empty((0, self.dim),
                                                                          np.float32)

@@ -64,18 +64,18 @@ def pytest_configure(config) -> None:
 _runs: dict[str, dict] = {}
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    report = yield
+    outcome = yield
     if not (hasattr(item, "cell") and hasattr(item, "cell_num")):
-        return report  # not a notebook cell
+        return  # not a notebook cell
+    report = outcome.get_result()
     run = _runs.setdefault(str(item.fspath), {"outputs": {}, "failed": False,
                                               "start": time.time()})
     if report.failed or (report.skipped and call.when == "call"):
         run["failed"] = True
     elif call.when == "call":
         run["outputs"][item.cell_num] = getattr(item, "test_outputs", None) or []
-    return report
 
 
 def pytest_runtest_teardown(item, nextitem) -> None:

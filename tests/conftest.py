@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def real_data_dir() -> Path | None:
-    """The Instacart sample: $XSELL_DATA_DIR, else ../shared/data beside the repo."""
-    env = os.environ.get("XSELL_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [SHARED_DATA]:
-        if (cand / "instacart" / "products.csv").is_file() or (cand / "products.csv").is_file():
-            return cand
-    return None
+from locations import real_data_dir
 
 
 @pytest.fixture

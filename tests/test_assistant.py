@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import real_data_dir
+from locations import real_data_dir
 
 from xsell.apps.assistant import Fact, ServiceAssistant
 from xsell.data import schema as S

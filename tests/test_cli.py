@@ -54,7 +54,7 @@ def test_console_script_is_installed():
 
 
 def test_committed_example_shop(capsys):
-    from conftest import REPO
+    from locations import REPO
 
     assert main(["data", "summary", "--data", str(REPO / "data" / "example"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -113,7 +113,7 @@ def test_recommend_and_complete_on_the_example_shop(tmp_path, capsys, monkeypatc
     """The README's own five-customer shop: too small to learn weights on (the hybrid and
     the completer fall back to equal weights, with a warning), still served properly."""
     import pandas as pd
-    from conftest import REPO
+    from locations import REPO
 
     monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
     shop = REPO / "data" / "example"
@@ -166,7 +166,7 @@ def test_search_and_assist_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
 
 
 def test_evaluate_search_protocol_on_the_example_shop(tmp_path, capsys, monkeypatch):
-    from conftest import REPO
+    from locations import REPO
 
     monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
     shop = REPO / "data" / "example"

@@ -162,7 +162,7 @@ def test_rating_protocol(shop):
 
 
 def test_cli_evaluate_writes_results_json(tmp_path, capsys):
-    from conftest import REPO
+    from locations import REPO
 
     out = tmp_path / "results.json"
     code = main(["evaluate", "--data", str(REPO / "data" / "example"), "--models",

@@ -187,7 +187,7 @@ def test_a_bad_pool_size_is_refused_by_its_name(setting):
 
 
 def test_evaluate_search_scores_once_and_reads_back_the_same(tmp_path, monkeypatch):
-    from conftest import REPO
+    from locations import REPO
 
     from xsell.apps.search import evaluate_search
     from xsell.data.loaders import load_dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA
+from locations import SHARED_DATA
 
 from xsell.apps.entities import Entity, extract_entities, span_f1
 from xsell.apps.intents import (

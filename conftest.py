@@ -25,9 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 
-# The chapters' running times on a 2-core machine, longest first (from the README's
-# runtime table); a chapter not listed runs after these, then the unit tests.
-CHAPTER_ORDER = ["two_tower", "applications", "evaluation", "cross_category", "hybrid",
+# The chapters, longest first (their *Runtime* lines: 41, 11.5, 10.2, 6.0, 2.9 min, 42 s,
+# 21 s in CI); a chapter not listed runs after these, then the unit tests.
+CHAPTER_ORDER = ["two_tower", "applications", "evaluation", "hybrid", "cross_category",
                  "mathematics", "data_preparation"]
 
 

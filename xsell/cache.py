@@ -3,8 +3,9 @@
 A result is stored under a key made of everything that determines it: the caller's
 parameters, a fingerprint of the data, and a fingerprint of the package's own source
 code -- so editing any ``xsell`` module, or changing the data, recomputes instead of
-serving a stale answer. The book uses it so that a chapter executed twice (by the tests
-and by the book build) trains its models once.
+serving a stale answer. The book uses it so that chapters share what they fit (the chapter
+that asks first fits a model, the others read it) and a chapter executed again trains
+nothing.
 
 Entries are verified folders (:mod:`xsell.checkpoint`): JSON, ``.npz`` arrays read without
 pickle, parquet tables, safetensors, every file checksummed. Nothing in the cache can run

@@ -175,15 +175,13 @@ class EmbeddingCache:
 
     def _load(self) -> dict[str, np.ndarray]:
         if self._vectors is None:
-            self._vectors = {}
             self.reload()
         return self._vectors
 
     def reload(self) -> None:
         """Read the shards written since the last read (by this or another process)."""
         if self._vectors is None:
-            self._load()
-            return
+            self._vectors = {}
         dims = {len(next(iter(self._vectors.values())))} if self._vectors else set()
         damaged = []
         for shard in sorted(self.folder.glob("*.npz")):

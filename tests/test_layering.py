@@ -16,7 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "xsell"
 
 #: What the lowest layers may never import (module-level or inside a function).
-HIGHER = ("xsell.experiments", "xsell.evaluation", "xsell.tuning", "xsell.cross_sell",
+HIGHER = ("xsell.experiments", "xsell.evaluation", "xsell.tuning", "xsell.ablations",
+          "xsell.cross_sell",
           "xsell.apps", "xsell.pipeline", "xsell.diagnostics", "xsell.cli")
 #: The top layer, which the applications and cross-selling tools never import.
 TOP = ("xsell.pipeline", "xsell.cli")
@@ -81,13 +82,13 @@ def test_lower_layers_do_not_import_higher_ones(layer):
 
 
 @pytest.mark.parametrize("layer", ["xsell.apps", "xsell.cross_sell", "xsell.experiments",
-                                   "xsell.evaluation", "xsell.tuning"])
+                                   "xsell.evaluation", "xsell.tuning", "xsell.ablations"])
 def test_middle_layers_do_not_import_the_top(layer):
     assert upward((layer,), TOP) == []
 
 
 def test_evaluation_does_not_import_the_applications():
-    assert upward(("xsell.evaluation", "xsell.experiments", "xsell.tuning"),
+    assert upward(("xsell.evaluation", "xsell.experiments", "xsell.tuning", "xsell.ablations"),
                   ("xsell.apps", "xsell.cross_sell")) == []
 
 

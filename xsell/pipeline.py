@@ -83,7 +83,7 @@ RUN_MODELS = ("popularity", "buy-again", "itemknn", "cooccurrence", "tifu-knn", 
 def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
         max_user_mad: float | None = MAX_USER_MAD,
         seed: int = 0, models: Sequence[str] = RUN_MODELS, tuned: bool = False,
-        progress: bool = True) -> RunResult:
+        progress: bool = True, cache: bool = True) -> RunResult:
     """Clean a loaded dataset, build the three splits and compare the baselines.
 
     Parameters
@@ -104,6 +104,11 @@ def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
         Tune each baseline on the validation basket first.
     progress : bool
         Show progress bars.
+    cache : bool
+        Fit through the on-disk cache (:mod:`xsell.cache`), as the other commands and the
+        chapters do: a second run reads its models back, and a chapter asking for a model
+        with the same data and hyperparameters (the two-tower's defaults are its tuned
+        values on Instacart) reads this run's fit.
     """
     seconds = {}
     t = time.perf_counter()
@@ -124,7 +129,8 @@ def run(dataset: Dataset, *, min_user_baskets: int = MIN_USER_BASKETS,
         comparison, hyper = compare_models(splits["leave-last-basket-out"], list(models),
                                            ks=(10, 20),
                                            metrics=("recall", "ndcg", *HISTORY_METRICS),
-                                           tuned=tuned, seed=seed, progress=progress)
+                                           tuned=tuned, seed=seed, progress=progress,
+                                           cache=cache)
         seconds["baselines"] = time.perf_counter() - t
     return RunResult(describe_source(dataset), cleaned.summary(), report, splits,
                      summary_text=cleaned.summary_text(), comparison=comparison,

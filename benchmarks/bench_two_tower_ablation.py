@@ -1,0 +1,114 @@
+"""Record the two-tower chapter's ablation and objective studies (xsell.ablations).
+
+Runs both studies live on the data (``$XSELL_DATA_DIR`` or ``--data``) with the tuned
+two-tower hyperparameters of the data's tuning record, in a fresh result cache (the
+MiniLM embedding cache is reused: encoding is not what is measured), and writes
+
+- ``xsell/records/two-tower-{ablation,objectives}-<dataset>.json``: what the chapter shows
+  for this data (and checks live, row by row);
+- ``benchmarks/results/two_tower_ablation.{json,md}`` and the README table.
+
+One torch thread by default: the chapters run on one thread per test worker in CI, so the
+rows they recompute match the record to the last digit.
+
+Usage::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_two_tower_ablation.py [--data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HEADLINE = [("explore", "recall", 20), ("all", "ndcg", 10)]
+
+
+def _headline(table, index: str = "model"):
+    rows = {}
+    for variant, metric, k in HEADLINE:
+        cell = table.query("variant == @variant and metric == @metric and k == @k")
+        for _, r in cell.iterrows():
+            rows.setdefault(r[index], {})[f"{variant} {metric}@{k}"] = (
+                f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from xsell.ablations import ABLATION, OBJECTIVES, record_two_tower_studies
+    from xsell.cache import cache_dir
+    from xsell.data import load_dataset
+    from xsell.data.prepare import prepare
+    from xsell.tuning import recorded_hyperparameters
+
+    split = prepare(load_dataset(args.data)).split
+    hyper = recorded_hyperparameters(split, ["two-tower"])
+    if hyper is None:
+        raise SystemExit(f"no tuning record of {split.dataset.name}: run "
+                         "benchmarks/bench_tuning.py first")
+    params = hyper["two-tower"]["explore"]
+    embeddings = cache_dir() / "embeddings"
+    with tempfile.TemporaryDirectory() as tmp:
+        # Fits are timed from scratch; the catalogue's embeddings are read, not recomputed.
+        if embeddings.is_dir():
+            os.symlink(embeddings, Path(tmp) / "embeddings")
+        os.environ["XSELL_CACHE_DIR"] = tmp
+        facts = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+        studies = record_two_tower_studies(split, params, **facts)
+
+    ablation, objectives = studies[ABLATION], studies[OBJECTIVES]
+    counts = objectives["counts"].pivot_table(index="model", columns="metric",
+                                              values="value", sort=False)
+    report = {"dataset": split.dataset.name, "date": time.strftime("%Y-%m-%d"), **facts,
+              "params": params,
+              "ablation": {"seconds": round(ablation["seconds"], 1),
+                           "record": Path(ablation["path"]).name,
+                           "rows": _headline(ablation["table"])},
+              "objectives": {"seconds": round(objectives["seconds"], 1),
+                             "record": Path(objectives["path"]).name,
+                             "ranking": _headline(objectives["ranking"]),
+                             "counts": json.loads(counts.round(4).to_json(orient="index"))}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "two_tower_ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    cols = [f"{v} {m}@{k}" for v, m, k in HEADLINE]
+    lines = ["| configuration | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(row.get(c, "") for c in cols) + " |"
+              for name, row in report["ablation"]["rows"].items()]
+    lines += ["", "| objective | MAE | MSE | RMSE (7:1:2 counts) | " + " | ".join(cols) + " |",
+              "|---" * (len(cols) + 4) + "|"]
+    for name, row in counts.iterrows():
+        ranking = report["objectives"]["ranking"].get(name, {})
+        lines.append(f"| {name} | {row['mae']:.4f} | {row['mse']:.4f} | {row['rmse']:.4f} | "
+                     + " | ".join(ranking.get(c, "–") for c in cols) + " |")
+    md = "\n".join(lines) + (
+        f"\n\nTest basket of the leave-last-basket-out split (value [95% bootstrap CI]) and "
+        f"the random 7:1:2 split of purchase counts, {report['dataset']}; ablation "
+        f"{ablation['seconds'] / 60:.1f} min, objectives {objectives['seconds'] / 60:.1f} min "
+        f"on {report['threads']} torch thread(s). Generated by "
+        f"`benchmarks/bench_two_tower_ablation.py` on {report['date']}.\n")
+    (out / "two_tower_ablation.md").write_text(md)
+    from readme_table import update_readme
+
+    update_readme("ablation", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""The two-tower chapter's ablations: what each part of the model and its objective buys.
+
+Each study is a set of configurations of :class:`xsell.models.two_tower.TwoTower` that
+change one thing in the tuned configuration, evaluated side by side with
+:func:`xsell.experiments.compare_configs` (refitted on train + validation, scored once on
+the test basket, no re-tuning, the same seed). Both take tens of minutes on a CPU, so
+``benchmarks/bench_two_tower_ablation.py`` runs them and records the outcome
+(:mod:`xsell.records`); the chapter shows the record of its data, recomputes rows of it
+live to check that it still holds, and computes everything live on data without a record.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from xsell.data.splits import Split, random_rating_split
+from xsell.experiments import compare_configs, compare_ratings
+from xsell.records import find_recorded, write_record
+
+__all__ = ["ABLATION", "OBJECTIVES", "ablation_call", "ablation_configs", "objective_configs",
+           "objectives_call", "record_two_tower_studies", "two_tower_ablation",
+           "two_tower_objectives"]
+
+ABLATION = "two-tower-ablation"
+OBJECTIVES = "two-tower-objectives"
+#: The base row of every study: the tuned configuration, unchanged.
+BASE = "two-tower (text + id, pretrained)"
+SOFTMAX, MSE = "in-batch softmax (this book)", "MSE on counts (the seed's)"
+#: The targets and cut-offs both studies report.
+_RANKING = {"variants": ["all", "explore"], "ks": [10, 20]}
+_RATING_SEED = 0
+
+
+def ablation_configs(params: dict) -> dict[str, tuple[str, dict]]:
+    """``{label: ("two-tower", hyperparameters)}``: the tuned ``params`` and one change each.
+
+    A random encoder's embeddings are not cached, so those rows encode only the products
+    bought in training (``text_items="seen"``): the same training and scores, fewer texts.
+    """
+    random_encoder = {"pretrained": False, "text_items": "seen"}
+    return {
+        BASE: ("two-tower", params),
+        "random encoder (text + id)": ("two-tower", {**params, **random_encoder}),
+        "text only (pretrained)": ("two-tower", {**params, "item_features": "text"}),
+        "text only (random encoder)": ("two-tower", {**params, "item_features": "text",
+                                                     **random_encoder}),
+        "id only": ("two-tower", {**params, "item_features": "id"}),
+        "mean pooling user tower": ("two-tower", {**params, "user_tower": "mean"}),
+        "no time decay": ("two-tower", {**params, "half_life": None}),
+        # The seed's user tower: each training history is one more text to encode, so it
+        # trains on each user's last 3 baskets.
+        "history as text (seed's user tower)": ("two-tower", {**params, "user_tower": "text",
+                                                              "max_states_per_user": 3}),
+    }
+
+
+def objective_configs(params: dict) -> dict[str, tuple[str, dict]]:
+    """The same towers trained with the in-batch softmax and with the seed's squared error."""
+    return {SOFTMAX: ("two-tower", params),
+            MSE: ("two-tower", {**params, "objective": "mse"})}
+
+
+def ablation_call(params: dict) -> dict:
+    """Every argument that determines the ablation's result: what its record is keyed by."""
+    return {"configs": ablation_configs(params), **_RANKING}
+
+
+def objectives_call(params: dict) -> dict:
+    """Every argument that determines the objectives study's result (its record's key)."""
+    return {"configs": objective_configs(params), **_RANKING, "baseline": SOFTMAX,
+            "rating_split_seed": _RATING_SEED, "rating_extra": {"popularity": ("popularity", {})}}
+
+
+def two_tower_ablation(split: Split, params: dict, rows: list[str] | None = None,
+                       recorded: bool = True, progress: bool = True
+                       ) -> tuple[pd.DataFrame, dict | None]:
+    """The ablation's result table, from its record when there is one.
+
+    Parameters
+    ----------
+    split : Split
+        The temporal split (the chapters' :func:`~xsell.data.prepare.prepare`).
+    params : dict
+        The tuned two-tower hyperparameters (explore target).
+    rows : list of str, optional
+        Compute only these configurations (live); the default is all of them.
+    recorded : bool
+        Use the record of this data and call when one exists; False always computes live.
+    progress : bool
+        Progress bars while computing.
+
+    Returns
+    -------
+    table : DataFrame
+        The :func:`~xsell.experiments.compare_configs` table.
+    record : dict or None
+        The record it came from (:func:`xsell.records.find_recorded`); None when computed
+        live.
+    """
+    call = ablation_call(params)
+    if recorded and rows is None:
+        found = find_recorded(ABLATION, split, call)
+        if found is not None:
+            return found[0]["ranking"], found[1]
+    configs = call["configs"] if rows is None else {r: call["configs"][r] for r in rows}
+    table = compare_configs(split, configs, variants=call["variants"], ks=call["ks"],
+                            progress=progress, cache=True)
+    return table, None
+
+
+def two_tower_objectives(split: Split, params: dict, recorded: bool = True,
+                         progress: bool = True
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, dict | None]:
+    """Softmax vs squared error: ranking on the test basket, and MAE/MSE of counts.
+
+    The counts are those of the random 7:1:2 split of (user, product, count) triples
+    (:func:`~xsell.data.splits.random_rating_split`), popularity alongside
+    (:func:`~xsell.experiments.compare_ratings`). Parameters as in
+    :func:`two_tower_ablation`.
+
+    Returns
+    -------
+    ranking : DataFrame
+        The ranking table (:func:`~xsell.experiments.compare_configs`).
+    counts : DataFrame
+        The counts table (:func:`~xsell.experiments.compare_ratings`).
+    record : dict or None
+        The record they came from; None when computed live.
+    """
+    call = objectives_call(params)
+    if recorded:
+        found = find_recorded(OBJECTIVES, split, call)
+        if found is not None:
+            return found[0]["ranking"], found[0]["counts"], found[1]
+    ranking = compare_configs(split, call["configs"], variants=call["variants"],
+                              ks=call["ks"], baseline=call["baseline"], progress=progress,
+                              cache=True)
+    counts = compare_ratings(random_rating_split(split.dataset, seed=call["rating_split_seed"]),
+                             {**call["rating_extra"], **call["configs"]}, cache=True)
+    return ranking, counts, None
+
+
+def record_two_tower_studies(split: Split, params: dict, progress: bool = True,
+                             **facts) -> dict[str, dict]:
+    """Run both studies live and record them (``benchmarks/bench_two_tower_ablation.py``).
+
+    Parameters
+    ----------
+    split : Split
+        The temporal split.
+    params : dict
+        The tuned two-tower hyperparameters.
+    progress : bool
+        Progress bars.
+    **facts
+        Kept in the records (threads, versions).
+
+    Returns
+    -------
+    dict
+        ``{study: {"seconds": ..., "path": ..., and its tables}}``.
+    """
+    out = {}
+    start = time.perf_counter()
+    ablation, _ = two_tower_ablation(split, params, recorded=False, progress=progress)
+    seconds = time.perf_counter() - start
+    path = write_record(ABLATION, split, ablation_call(params), {"ranking": ablation},
+                        seconds, **facts)
+    out[ABLATION] = {"seconds": seconds, "path": str(path), "table": ablation}
+    start = time.perf_counter()
+    ranking, counts, _ = two_tower_objectives(split, params, recorded=False, progress=progress)
+    seconds = time.perf_counter() - start
+    path = write_record(OBJECTIVES, split, objectives_call(params),
+                        {"ranking": ranking, "counts": counts}, seconds, **facts)
+    out[OBJECTIVES] = {"seconds": seconds, "path": str(path), "ranking": ranking,
+                       "counts": counts}
+    return out

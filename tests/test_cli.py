@@ -47,6 +47,23 @@ def test_run_synthetic_writes_json(tmp_path, capsys, monkeypatch):
     assert {"random 7:1:2", "leave-last-basket-out", "global time"} <= set(result["splits"])
 
 
+def test_run_fits_through_the_cache_and_reads_it_back(tmp_path, monkeypatch):
+    """`xsell run` stores its fits, so the chapters (and a second run) reuse them."""
+    from xsell.data.synthetic import make_synthetic_shop
+    from xsell.pipeline import run
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    shop = make_synthetic_shop(n_users=120, seed=1)
+    first = run(shop, models=("popularity", "itemknn"), progress=False)
+    fits = sorted((tmp_path / "cache" / "fit_model").iterdir())
+    assert len(fits) == 2  # one entry per model: every variant shares the default fit
+    second = run(shop, models=("popularity", "itemknn"), progress=False)
+    assert second.comparison.equals(first.comparison)
+    assert sorted((tmp_path / "cache" / "fit_model").iterdir()) == fits
+    run(shop, models=("popularity",), progress=False, cache=False)
+    assert sorted((tmp_path / "cache" / "fit_model").iterdir()) == fits
+
+
 def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "xsell.cli", "--help"], capture_output=True,
                           text=True, check=True)

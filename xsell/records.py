@@ -20,6 +20,7 @@ import io
 import json
 import platform
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def find_recorded(name: str, split: Split, call: Mapping,
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
+            warnings.warn(f"{path}: not a readable record; ignored", stacklevel=2)
             continue
         if (isinstance(record, dict) and record.get("format") == RECORD_FORMAT
                 and record.get("name") == name

@@ -91,7 +91,7 @@ def test_other_data_has_no_record(synthetic_split, tmp_path):
         warnings.simplefilter("error")  # no record of this data is not worth a warning
         assert recorded_hyperparameters(other, ["buy-again"], folder=tmp_path) is None
     (tmp_path / "broken.json").write_text("{not json")
-    with pytest.warns(UserWarning, match="broken.json: not a readable tuning record"):
+    with pytest.warns(UserWarning, match="broken.json: not a readable record"):
         assert find_record(other, tmp_path) is None
 
 

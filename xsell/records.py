@@ -31,7 +31,8 @@ from xsell.checkpoint import data_fingerprint
 from xsell.data.splits import Split
 from xsell.fileio import atomic_write
 
-__all__ = ["RECORDS", "check_against_record", "find_recorded", "write_record"]
+__all__ = ["RECORDS", "check_against_record", "find_recorded", "read_json_records",
+           "write_record"]
 
 #: The package's own records (shipped with it, like the tuning records).
 RECORDS = Path(__file__).resolve().parent / "records"
@@ -81,6 +82,23 @@ def write_record(name: str, split: Split, call: Mapping, tables: Mapping[str, pd
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def read_json_records(folder: str | Path, pattern: str = "*.json"):
+    """Yield ``(path, record)`` for every JSON object in ``folder`` matching ``pattern``.
+
+    A file that cannot be read or is not a JSON object is skipped with a warning naming it
+    (the caller then computes live, as for a record of other data).
+    """
+    for path in sorted(Path(folder).glob(pattern)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict):
+            warnings.warn(f"{path}: not a readable record; ignored", stacklevel=3)
+            continue
+        yield path, record
+
+
 def find_recorded(name: str, split: Split, call: Mapping,
                   folder: str | Path = RECORDS) -> tuple[dict[str, pd.DataFrame], dict] | None:
     """The recorded tables of ``call`` on this split's data, or None when there are none.
@@ -92,13 +110,8 @@ def find_recorded(name: str, split: Split, call: Mapping,
         is the rest of the file (date, seconds, machine, path).
     """
     wanted = _identity(split, call)
-    for path in sorted(Path(folder).glob(f"{name}-*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            warnings.warn(f"{path}: not a readable record; ignored", stacklevel=2)
-            continue
-        if (isinstance(record, dict) and record.get("format") == RECORD_FORMAT
+    for path, record in read_json_records(folder, f"{name}-*.json"):
+        if (record.get("format") == RECORD_FORMAT
                 and record.get("name") == name
                 and all(record.get(key) == value for key, value in wanted.items())):
             tables = {key: pd.read_json(io.StringIO(json.dumps(table)), orient="split")

@@ -36,6 +36,7 @@ from xsell.evaluation import next_basket_task, per_user_metrics
 from xsell.fileio import atomic_write
 from xsell.models.base import Recommender
 from xsell.models.registry import model_class
+from xsell.records import read_json_records
 
 
 def parameter_grid(param_grid: Mapping[str, Sequence]) -> list[dict]:
@@ -255,13 +256,8 @@ def record_tuning(split: Split, names: Sequence[str], path: str | Path,
 def find_record(split: Split, folder: str | Path = RECORDS) -> dict | None:
     """The recorded tuning run of this split's data, if the package has one."""
     fingerprint = data_fingerprint(split.dataset)
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            warnings.warn(f"{path}: not a readable tuning record; ignored", stacklevel=2)
-            continue
-        if (isinstance(record, dict) and record.get("format") == RECORD_FORMAT
+    for path, record in read_json_records(folder):
+        if (record.get("format") == RECORD_FORMAT
                 and record.get("data") == fingerprint
                 and record.get("split") == [split.name, json.loads(json.dumps(split.params))]):
             return {**record, "path": str(path)}

@@ -360,3 +360,43 @@ def test_repeat_and_explore_parts_of_one_list():
     assert set(HISTORY_METRICS) == {"repeat_recall", "explore_recall", "repeat_ratio"}
     with pytest.raises(ValueError, match="histories"):
         repeat_recall_at_k(ranked, targets, seen[:1], 3)
+
+
+# ------------------------------------------------------------- vectorised membership
+@pytest.mark.parametrize("seed", SEEDS)
+def test_membership_of_all_users_at_once_equals_a_per_user_set_lookup(seed):
+    """hit_matrix, the repeat / explore target split and the repeat ratio answer with one
+    vectorised search; each must equal the plain per-user set lookup, whatever the ids'
+    types (numpy ints against Python ints, strings), empty collections, duplicates and
+    missing ids (a nan in a list matches nothing)."""
+    rng = np.random.default_rng(seed)
+    n_users, width = 25, 8
+    pool = [*range(30), *(f"s{i}" for i in range(10))]
+    ranked = np.empty((n_users, width), dtype=object)
+    for u in range(n_users):
+        ranked[u] = rng.choice(np.array(pool, dtype=object), width, replace=False)
+    ranked[0, -1] = np.nan
+    targets, seen = [], []
+    for _ in range(n_users):
+        t = list(rng.choice(np.array(pool, dtype=object), rng.integers(0, 6)))
+        targets.append([np.int64(i) if isinstance(i, int) else i for i in t] + t[:1])
+        seen.append(set(rng.choice(np.array(pool, dtype=object), rng.integers(0, 8))))
+    targets[1] = []
+    seen[2] = set()
+    targets[3] = [np.nan, 5]
+    for k in (1, 4, width):
+        expected = np.array([[r in set(t) for r in row[:k]] for row, t in
+                             zip(ranked, targets, strict=True)])
+        np.testing.assert_array_equal(M.hit_matrix(ranked, targets, k), expected)
+        ratio = np.array([sum(r in s for r in row[:k]) / k for row, s in
+                          zip(ranked, seen, strict=True)])
+        np.testing.assert_allclose(M.repeat_ratio_at_k(ranked, targets, seen, k), ratio)
+    repeat, explore = M._split_targets(targets, seen)
+    for t, s, rep, exp in zip(targets, seen, repeat, explore, strict=True):
+        unique = set(t)
+        assert sorted(map(str, rep)) == sorted(str(i) for i in unique if i in s)
+        assert sorted(map(str, exp)) == sorted(str(i) for i in unique if i not in s)
+    assert M._split_targets([], []) == ([], [])
+    ints = np.arange(12).reshape(3, 4)  # an integer matrix against lists of Python ints
+    np.testing.assert_array_equal(M.hit_matrix(ints, [[1, 3], [], [8, 11, 99]], 4),
+                                  [[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 1]])

@@ -400,3 +400,14 @@ def test_membership_of_all_users_at_once_equals_a_per_user_set_lookup(seed):
     ints = np.arange(12).reshape(3, 4)  # an integer matrix against lists of Python ints
     np.testing.assert_array_equal(M.hit_matrix(ints, [[1, 3], [], [8, 11, 99]], 4),
                                   [[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 1]])
+
+
+def test_targets_found_is_recall_per_target():
+    ranked = np.array([[5, 1, 7], [2, 9, 4]])
+    targets = [[7, 8, 5], [4, 4]]
+    np.testing.assert_array_equal(M.targets_found(ranked, targets, 3),
+                                  [True, False, True, True, True])
+    np.testing.assert_array_equal(M.targets_found(ranked, targets, 2),
+                                  [False, False, True, False, False])
+    with pytest.raises(ValueError, match="target sets"):
+        M.targets_found(ranked, targets[:1], 2)

@@ -92,9 +92,7 @@ def recall_by_category(models: Mapping[str, Recommender], task: Task, train: Dat
     target_cat = category.reindex(flat_targets).to_numpy()
     out = {"targets": pd.Series(target_cat).value_counts()}
     for name, model in models.items():
-        ranked = rank(model, task, k)
-        found = np.concatenate([np.isin(np.asarray(t), ranked[u])
-                                for u, t in enumerate(task.targets)])
+        found = M.targets_found(rank(model, task, k), task.targets, k)
         out[name] = pd.Series(found).groupby(target_cat).mean()
     return pd.DataFrame(out).sort_values("targets", ascending=False)
 

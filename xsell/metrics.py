@@ -208,6 +208,32 @@ def hit_matrix(ranked: np.ndarray, targets: Sequence, k: int) -> np.ndarray:
     return _in_rows(ranked, targets)
 
 
+def targets_found(ranked: np.ndarray, targets: Sequence, k: int) -> np.ndarray:
+    """Whether each target made its user's top K, flat in the order of ``targets``.
+
+    The per-target view behind recall (e.g. recall by the targets' category).
+
+    Parameters
+    ----------
+    ranked : numpy.ndarray
+        Recommended item ids, shape ``(n_users, >=k)``, best first.
+    targets : sequence of array-like
+        Relevant item ids of each user.
+    k : int
+        Cut-off.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one value per element of the concatenated ``targets`` (duplicates kept).
+    """
+    ranked = _top_k(ranked, k)
+    if len(ranked) != len(targets):
+        raise ValueError(f"{len(ranked)} ranked lists but {len(targets)} target sets")
+    rows, items = _flatten(targets)
+    return _pairs_in(rows, items, np.repeat(np.arange(len(ranked)), ranked.shape[1]),
+                     ranked.ravel())
+
 def recall_at_k(ranked: np.ndarray, targets: Sequence, k: int) -> np.ndarray:
     """Recall@K: the share of a user's targets that made it into the top K.
 

@@ -166,24 +166,41 @@ class GroupedRanking:
         size = np.bincount(group_of, minlength=len(groups))[self.target_group]
         self._by_size = np.argsort(size, kind="stable")
         self._size = size[self._by_size]
+        self.n_pairs = len(row)
+        self._chunks = None
+
+    def _plan(self) -> list[tuple]:
+        """What every call compares, prepared once: per chunk of targets (about 2M
+        comparisons each, bounding memory), the pair indices of each target's user
+        (``n_pairs``, a sentinel scored -inf, where a user has fewer) and which of them
+        come before the target in input order (ties rank those first)."""
+        if self._chunks is None:
+            chunks, lo, n = [], 0, len(self.targets)
+            sentinel = self.n_pairs
+            while lo < n:
+                width = int(self._size[min(lo + 4095, n - 1)])
+                hi = min(lo + max(2_000_000 // max(width, 1), 1), n)
+                width = int(self._size[hi - 1])
+                part = self._by_size[lo:hi]
+                pairs = self.table[self.target_group[part], :width]
+                real = pairs >= 0
+                before = (np.arange(width)[None, :] < self.target_local[part][:, None]) & real
+                chunks.append((part, np.where(real, pairs, sentinel), before,
+                               self.targets[part]))
+                lo = hi
+            self._chunks = chunks
+        return self._chunks
 
     def positions(self, score: np.ndarray) -> np.ndarray:
         """Each target's 0-based position in its user's list ordered by ``score``."""
         score = np.where(np.isnan(score), -np.inf, np.asarray(score, dtype=float))
+        score = np.append(score, -np.inf)  # the sentinel: never above a target
         out = np.empty(len(self.targets), dtype=np.int64)
-        lo = 0
-        while lo < len(self.targets):  # bounded memory: chunks of about 2M comparisons
-            width = int(self._size[min(lo + 4095, len(self.targets) - 1)])
-            hi = min(lo + max(2_000_000 // max(width, 1), 1), len(self.targets))
-            width = int(self._size[hi - 1])
-            part = self._by_size[lo:hi]
-            pairs = self.table[self.target_group[part], :width]  # the target's user's pairs
-            real = pairs >= 0
-            mine = np.where(real, score[np.maximum(pairs, 0)], -np.inf)
-            own = score[self.targets[part]][:, None]
-            before = np.arange(width)[None, :] < self.target_local[part][:, None]
-            out[part] = ((mine > own) | ((mine == own) & before & real)).sum(1)
-            lo = hi
+        for part, pairs, before, targets in self._plan():
+            mine = score[pairs]
+            own = score[targets][:, None]
+            out[part] = (np.count_nonzero(mine > own, axis=1)
+                         + np.count_nonzero((mine == own) & before, axis=1))
         return out
 
     def metric(self, score: np.ndarray, n_targets: np.ndarray, metric: str = "recall",

@@ -41,6 +41,22 @@ def shop_dir(tmp_path, interactions_frame, items_frame) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch) -> Path:
+    """An empty result cache for one test (fits, tables) that shares only the text
+    embeddings with the session's cache: a sentence's embedding does not depend on the
+    test, and encoding a catalogue again costs tens of seconds on a CPU."""
+    from xsell.cache import cache_dir
+
+    shared = cache_dir() / "embeddings"
+    shared.mkdir(parents=True, exist_ok=True)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "embeddings").symlink_to(shared, target_is_directory=True)
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def instacart():
     from xsell.data.instacart import load_instacart

@@ -78,9 +78,8 @@ def test_committed_example_shop(capsys):
     assert stats["users"] == 5 and stats["categories_per_level"] == [4, 7, 9]
 
 
-def test_recommend_and_complete_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
+def test_recommend_and_complete_on_the_synthetic_shop(fresh_cache, capsys):
     # The default hybrid and completer, with the real MiniLM weights, end to end.
-    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
     args = ["--synthetic", "--users", "150"]
     assert main(["recommend", *args, "--user", "U00003", "--k", "4"]) == 0
     out = capsys.readouterr().out
@@ -149,10 +148,9 @@ def test_recommend_and_complete_on_the_example_shop(tmp_path, capsys, monkeypatc
     assert listed and not set(listed) & sports  # B001 is sports: nothing from sports
 
 
-def test_search_and_assist_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
+def test_search_and_assist_on_the_synthetic_shop(fresh_cache, capsys, monkeypatch):
     import io
 
-    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("XSELL_DATA_DIR", raising=False)
     args = ["--synthetic", "--users", "100"]
     # Bad input fails before anything is fitted, naming the value.
@@ -164,7 +162,7 @@ def test_search_and_assist_on_the_synthetic_shop(tmp_path, capsys, monkeypatch):
     assert "--k 0" in capsys.readouterr().err
     assert main(["assist", *args, "--user", "U00003", "  "]) == 2
     assert "the message is empty" in capsys.readouterr().err
-    assert not (tmp_path / "cache").exists()
+    assert [p.name for p in fresh_cache.iterdir()] == ["embeddings"]  # nothing fitted
 
     assert main(["search", "apples", *args, "--user", "U00003", "--k", "4"]) == 0
     out = capsys.readouterr().out

@@ -28,8 +28,7 @@ def test_export_is_generic_format_and_seeded(tmp_path, capsys):
                  "--items", str(tmp_path / "a" / "items.csv")]) == 0
 
 
-def test_evaluate_runs_unchanged_with_the_hybrid(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+def test_evaluate_runs_unchanged_with_the_hybrid(tmp_path, fresh_cache, capsys):
     folder = tmp_path / "cj"
     assert main(["data", "export-complete-journey", str(folder), "--households", "25"]) == 0
     out = tmp_path / "results.json"

@@ -1,8 +1,9 @@
 """Looking inside a comparison: accuracy at every K, beyond-accuracy profiles, exposure,
 and error analysis by department and by kind of user.
 
-Everything takes fitted models and an evaluation :class:`~xsell.evaluation.Task`, so the
-evaluation chapter shows numbers computed exactly the way the headline table was.
+Everything takes fitted models (or their :class:`RankedLists`) and an evaluation
+:class:`~xsell.evaluation.Task`, so the evaluation chapter shows numbers computed exactly
+the way the headline table was.
 """
 
 from __future__ import annotations
@@ -26,8 +27,31 @@ def rank(model: Recommender, task: Task, k: int) -> np.ndarray:
                            candidates=task.candidates, history=task.history)
 
 
+class RankedLists:
+    """A model's lists on one task at several cut-offs, scored once.
+
+    Stands in for the model in this module's functions (they only ask it for lists):
+    the diagnostics ask for the same task's lists at several K, and scoring the whole
+    catalogue is most of the cost.
+    """
+
+    def __init__(self, model: Recommender, task: Task, ks: Sequence[int]):
+        self.task = task
+        self.lists = model.top_lists(task.users, sorted(set(ks)), exclude_seen=task.exclude_seen,
+                                     candidates=task.candidates, history=task.history)
+
+    def recommend(self, users, k: int, **rules) -> np.ndarray:
+        if users is not self.task.users or k not in self.lists:
+            raise ValueError(f"lists of these users at K={k} were not prepared")
+        return self.lists[k]
+
+
+#: The cut-offs of :func:`metric_curves`.
+CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50)
+
+
 def metric_curves(models: Mapping[str, Recommender], task: Task,
-                  ks: Sequence[int] = (1, 2, 3, 5, 10, 15, 20, 30, 50),
+                  ks: Sequence[int] = CURVE_KS,
                   metric: str = "recall") -> pd.DataFrame:
     """Mean of a metric at every cut-off, one column per model (index: K)."""
     out = {}
@@ -173,13 +197,18 @@ def _diagnose(split: Split, hyperparameters: dict, names: list, k: int,
             same = twin is not None and params == hyperparameters[name]["all"]
             fitted[variant][name] = twin if same else fit_model(name, params, train, cache)
     groups = history_groups(train, tasks["all"].users)
+    curve_k = max(CURVE_KS)
+    lists = {"all": {n: RankedLists(m, tasks["all"], (curve_k, k))
+                     for n, m in fitted["all"].items()},
+             "explore": {n: RankedLists(m, tasks["explore"], (curve_k, k, 20))
+                         for n, m in fitted["explore"].items()}}
     return {
-        "curves_all": metric_curves(fitted["all"], tasks["all"], metric="recall"),
-        "curves_explore": metric_curves(fitted["explore"], tasks["explore"], metric="recall"),
-        "profile": profile(fitted["explore"], tasks["explore"], train, k=k),
-        "exposure": exposure_by_category(fitted["explore"], tasks["explore"], train, k=k),
-        "recall_by_department": recall_by_category(fitted["explore"], tasks["explore"],
+        "curves_all": metric_curves(lists["all"], tasks["all"], metric="recall"),
+        "curves_explore": metric_curves(lists["explore"], tasks["explore"], metric="recall"),
+        "profile": profile(lists["explore"], tasks["explore"], train, k=k),
+        "exposure": exposure_by_category(lists["explore"], tasks["explore"], train, k=k),
+        "recall_by_department": recall_by_category(lists["explore"], tasks["explore"],
                                                    train, k=20),
-        "ndcg_by_group": metric_by_group(fitted["all"], tasks["all"], groups, k=k),
+        "ndcg_by_group": metric_by_group(lists["all"], tasks["all"], groups, k=k),
         "group_sizes": pd.Series(groups).value_counts().rename("users").to_frame(),
     }

@@ -18,6 +18,8 @@ score from a history in which older baskets weigh less (``recency``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -268,6 +270,19 @@ class Recommender(Saveable):
             Item ids, shape ``(len(users), k)``.
         """
         check_count(k)
+        return self.top_lists(users, (k,), exclude_seen, candidates, history, exclude)[k]
+
+    def top_lists(self, users, ks: Sequence[int], exclude_seen: bool = False,
+                  candidates=None, history: pd.DataFrame | None = None,
+                  exclude=None) -> dict[int, np.ndarray]:
+        """:meth:`recommend` at several list lengths from one scoring pass.
+
+        ``{k: item ids, shape (len(users), k)}`` for each ``k`` in ``ks``, each exactly
+        what ``recommend(users, k, ...)`` returns (other arguments as there); the scores
+        are computed once, which is most of the cost.
+        """
+        for k in ks:
+            check_count(k)
         users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
         if exclude is not None:
@@ -279,9 +294,9 @@ class Recommender(Saveable):
         if candidates is not None:
             mask = np.full(len(self.items_), True)
             mask[self.dataset_.item_codes(candidates)] = False
-        k = min(k, len(self.items_) if mask is None else int((~mask).sum()))
+        allowed = len(self.items_) if mask is None else int((~mask).sum())
         unseen = None if self.scores_unseen_items else ~self.seen_items_
-        out = []
+        out: dict[int, list] = {k: [] for k in ks}
         # Score users in chunks: a dense users x catalogue block can be gigabytes.
         for start in range(0, len(rows), self.score_batch_size):
             part = slice(start, start + self.score_batch_size)
@@ -297,9 +312,11 @@ class Recommender(Saveable):
                 scores[:, unseen] = -1e300  # below any real score, above excluded items
             if mask is not None:
                 scores[:, mask] = -np.inf
-            out.append(top_k(scores, k))
-        codes = np.vstack(out) if out else np.empty((0, k), dtype=int)
-        return self.items_.to_numpy()[codes]
+            for k in ks:
+                out[k].append(top_k(scores, min(k, allowed)))
+        items = self.items_.to_numpy()
+        return {k: items[np.vstack(parts)] if parts else
+                np.empty((0, min(k, allowed)), dtype=items.dtype) for k, parts in out.items()}
 
 
 class RecencyWeighted(Recommender):

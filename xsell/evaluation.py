@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -379,6 +380,15 @@ def per_user_metrics(model: Recommender, task: Task, ks: Iterable[int] = (10, 20
     return pd.concat(frames, ignore_index=True)
 
 
+@lru_cache(maxsize=4)
+def _resample(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """The bootstrap's user indices, ``(n_boot, n)``: the same for every metric of a table
+    with ``n`` users (drawn once, read-only)."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    idx.flags.writeable = False
+    return idx
+
+
 def bootstrap_ci(values: np.ndarray, owners: np.ndarray, n_boot: int = 1000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean, resampling users (all of a user's points together).
@@ -391,10 +401,10 @@ def bootstrap_ci(values: np.ndarray, owners: np.ndarray, n_boot: int = 1000, lev
     df = pd.DataFrame({"o": owners, "v": values}).dropna()
     if df.empty:
         return (np.nan, np.nan)
-    per_user = df.groupby("o")["v"].agg(["sum", "count"]).to_numpy()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_user), size=(n_boot, len(per_user)))
-    sums, counts = per_user[idx, 0].sum(1), per_user[idx, 1].sum(1)
+    per_user = df.groupby("o")["v"].agg(["sum", "count"])
+    idx = _resample(len(per_user), n_boot, seed)
+    sums = per_user["sum"].to_numpy()[idx].sum(1)
+    counts = per_user["count"].to_numpy()[idx].sum(1)
     alpha = (1 - level) / 2
     return tuple(np.quantile(sums / counts, [alpha, 1 - alpha]).tolist())
 

@@ -88,8 +88,8 @@ def _pairs_in(rows: np.ndarray, items: np.ndarray, member_rows: np.ndarray,
     Every item id is coded once (ids compare as ``==`` does, so ``np.int64(3)`` matches
     ``3``; a missing id such as ``nan`` matches nothing), each (row, code) pair becomes
     one integer, and a single sorted search answers for all users at once: the result of
-    a per-user ``np.isin``, about a hundred times faster on thousands of users -- it runs
-    for every metric, K, model and variant of every results table.
+    a per-user ``np.isin``, about five times faster on the Instacart sample's 1,591 users
+    -- it runs for every metric, K, model and variant of every results table.
     """
     both = np.concatenate([np.asarray(items, dtype=object).ravel(),
                            np.asarray(member_items, dtype=object).ravel()])

@@ -281,8 +281,7 @@ class Recommender(Saveable):
         what ``recommend(users, k, ...)`` returns (other arguments as there); the scores
         are computed once, which is most of the cost.
         """
-        for k in ks:
-            check_count(k)
+        ks = [check_count(k) for k in ks]
         users = np.atleast_1d(np.asarray(users))
         matrix, rows = self._histories(users, history)
         if exclude is not None:

@@ -10,14 +10,22 @@ import pytest
 from xsell.ablations import (
     ABLATION,
     BASE,
+    ENCODERS,
+    MINILM,
+    MPNET,
     OBJECTIVES,
     ablation_call,
     ablation_configs,
+    encoder_configs,
+    encoders_call,
     objectives_call,
     two_tower_ablation,
+    two_tower_encoders,
 )
 from xsell.data.prepare import prepare
 from xsell.data.synthetic import make_synthetic_shop
+from xsell.peers import RECORD as PEERS_RECORD
+from xsell.peers import compare_peers, peer_hyperparameters, peers_call
 from xsell.records import RECORDS, check_against_record, find_recorded, write_record
 
 
@@ -85,20 +93,55 @@ def test_the_ablation_without_a_record_runs_live(split):
     assert set(live["model"]) == set(rows)
 
 
+def test_the_encoder_study_changes_only_the_encoder(split):
+    params = {"half_life": 4.0, "max_epochs": 1, "dim": 16, "progress": False}
+    (_, minilm), (_, mpnet) = encoder_configs(params).values()
+    assert minilm == {**params, "text_items": "seen"}
+    assert mpnet == {**minilm, "encoder": "sentence-transformers/all-mpnet-base-v2"}
+    # No record of this data and no second encoder given: nothing to show (never a
+    # download in the middle of a chapter).
+    assert two_tower_encoders(split, params) == (None, None)
+    # Live, with MiniLM named as the "second" encoder (its embeddings are cached): the
+    # encoder is the only difference between the rows, so the two rows agree exactly.
+    from xsell.text import DEFAULT_MODEL
+
+    live, record = two_tower_encoders(split, params, second=DEFAULT_MODEL, progress=False)
+    assert record is None and set(live["model"]) == {MINILM, MPNET}
+    other = live[live["model"] == MPNET]
+    assert other["value"].notna().all() and (other["diff"] == 0).all()
+
+
 def test_shipped_records_are_valid():
     for path in RECORDS.glob("*.json"):
         record = json.loads(path.read_text())
         assert record["name"] in path.name and record["tables"], path
-        assert record["name"] in (ABLATION, OBJECTIVES), path
+        assert record["name"] in (ABLATION, OBJECTIVES, ENCODERS, PEERS_RECORD), path
 
 
-def test_instacart_sample_has_records_of_both_studies(instacart):
-    """The two-tower chapter shows these records on the sample: a stale one would make it
-    fit every row live (over 30 minutes) -- fail here instead, in seconds."""
+def test_instacart_sample_has_records_of_every_study(instacart):
+    """The chapters show these records on the sample: a stale one would make them fit
+    every row live (over 30 minutes for the ablation) -- fail here instead, in seconds.
+    The peers' record is also tied to the source of SASRec, TIFU-KNN and the evaluation."""
     from xsell.tuning import recorded_hyperparameters
 
     split = prepare(instacart).split
-    params = recorded_hyperparameters(split, ["two-tower"])["two-tower"]["explore"]
-    for name, call in [(ABLATION, ablation_call(params)), (OBJECTIVES, objectives_call(params))]:
+    recorded = recorded_hyperparameters(split, ["two-tower", "tifu-knn", "sasrec"])
+    params = recorded["two-tower"]["explore"]
+    for name, call, bench in [
+            (ABLATION, ablation_call(params), "bench_two_tower_ablation.py"),
+            (OBJECTIVES, objectives_call(params), "bench_two_tower_ablation.py"),
+            (ENCODERS, encoders_call(params), "bench_second_encoder.py"),
+            (PEERS_RECORD, peers_call(peer_hyperparameters(recorded)), "bench_peers.py")]:
         assert find_recorded(name, split, call) is not None, \
-            f"no current {name} record: run benchmarks/bench_two_tower_ablation.py"
+            f"no current {name} record: run benchmarks/{bench}"
+
+
+def test_the_peers_without_a_record_run_live(split):
+    table, chosen, record = compare_peers(split, None, models=["tifu-knn"], progress=False)
+    assert record is None and set(table["model"]) == {"popularity", "tifu-knn"}
+    assert set(chosen["tifu-knn"]) == {"all", "explore", "cross-category"}
+    assert peer_hyperparameters(None) is None
+    recorded = {"tifu-knn": {"all": {"alpha": 0.5}}, "sasrec": {"all": {"max_len": 30},
+                                                               "explore": {"max_len": 10}}}
+    assert peer_hyperparameters(recorded)["sasrec"] == {"all": {"max_len": 30}}
+    assert peers_call(None)["code"] == peers_call({})["code"]  # the source, not the call

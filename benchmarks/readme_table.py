@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -15,3 +16,9 @@ def update_readme(name: str, table: str, readme: Path = README) -> None:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A markdown table's lines: the header, its rule, then one line per row of cells."""
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -24,6 +24,32 @@ def test_summary_json(shop_dir, capsys):
     assert stats["interactions"] == 11 and stats["categories_per_level"] == [3, 5]
 
 
+def test_data_embed_encodes_the_catalogue_into_the_cache_once(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from locations import REPO
+
+    from xsell.data import load_dataset
+    from xsell.text import TextEncoder, item_texts
+
+    monkeypatch.setenv("XSELL_CACHE_DIR", str(tmp_path / "cache"))
+    shop = REPO / "data" / "example"
+    texts = item_texts(load_dataset(shop)).tolist()
+    assert main(["data", "embed", "--data", str(shop)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(texts)} catalogue texts ({len(set(texts))} distinct), " \
+           f"{len(set(texts))} encoded now" in out
+    assert main(["data", "embed", "--data", str(shop)]) == 0
+    assert ", 0 encoded now" in capsys.readouterr().out
+    # What a model reads later comes from the cache, and equals a fresh encoding.
+    found, missing = TextEncoder().cache.get(texts)
+    assert not missing
+    np.testing.assert_allclose(np.vstack(found), TextEncoder(cache=False).encode(texts),
+                               atol=1e-6)
+    monkeypatch.setenv("XSELL_CACHE", "off")
+    assert main(["data", "embed", "--data", str(shop)]) == 2
+    assert "XSELL_CACHE='off'" in capsys.readouterr().err
+
+
 def test_validate_reports_errors(shop_dir, capsys):
     (shop_dir / "items.csv").write_text("item_id,title\na,\n")
     code = main(["data", "validate", "--interactions", str(shop_dir / "interactions.csv"),

@@ -5,6 +5,7 @@ Commands::
     xsell data summary   [--data PATH | --interactions F --items F] [--json]
     xsell data validate  --interactions F --items F
     xsell data export-complete-journey DIR [--households N]
+    xsell data embed     [data]   (the catalogue's text vectors, into the cache)
     xsell run            [--data PATH | --interactions F --items F | --synthetic] [--out DIR]
     xsell evaluate       [data] --protocol P --models a,b --k 10,20 [--exclude-seen |
                          --keep-seen] --out results.json   (P: ..., search)
@@ -76,6 +77,25 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     ds = Dataset.from_csv(args.interactions, args.items)
     print(f"ok: {ds!r}")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from xsell.cache import cache_enabled
+    from xsell.text import TextEncoder, item_texts
+
+    if not cache_enabled():
+        raise InputError("xsell data embed keeps vectors in the cache, and XSELL_CACHE="
+                         f"{os.environ.get('XSELL_CACHE')!r} turns the cache off")
+    ds = _load(args)
+    texts = item_texts(ds).tolist()
+    encoder = TextEncoder(progress=sys.stderr.isatty())
+    before, start = len(encoder.cache), time.perf_counter()
+    encoder.encode(texts)
+    new = len(encoder.cache) - before
+    print(f"{describe_source(ds)}: {len(texts):,} catalogue texts ({len(set(texts)):,} "
+          f"distinct), {new:,} encoded now in {time.perf_counter() - start:.1f} s, "
+          f"{len(set(texts)) - new:,} already in the cache ({encoder.cache.folder})")
     return 0
 
 
@@ -529,6 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeded sample of households (default: all 2,469)")
     export.add_argument("--seed", type=int, default=0, help="seed of the sample")
     export.set_defaults(func=_cmd_export_cj)
+    embed = data_sub.add_parser(
+        "embed", help="encode the catalogue's texts with MiniLM into the cache, once, before "
+                      "the models that read them (the slow step of a first run)")
+    _add_data_args(embed)
+    embed.set_defaults(func=_cmd_embed)
 
     evaluate = sub.add_parser("evaluate", help="tune, fit and evaluate models on a temporal split")
     _add_data_args(evaluate)

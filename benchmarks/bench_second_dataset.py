@@ -16,7 +16,7 @@ afterwards. Writes ``benchmarks/results/second_dataset.{json,md}``.
 Usage::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_second_dataset.py [--households 200] \\
-        [--seeds 0,1]
+        [--samples 200:0,200:1,500:2] [--resume]
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def main() -> int:
     parser.add_argument("--samples", default="200:0,200:1,500:2",
                         help="household samples as households:seed, comma-separated")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the samples a stopped run finished (its partial file)")
     args = parser.parse_args()
 
     samples = [tuple(int(x) for x in s.split(":")) for s in args.samples.split(",")]
@@ -89,8 +91,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     reports = []
     partial = out / "second_dataset.partial.json"
+    finished = {}
+    if args.resume and partial.exists():
+        finished = {(r["households"], r["seed"]): r
+                    for r in json.loads(partial.read_text())["samples"]}
     for households, seed in samples:
-        reports.append(evaluate_sample(households, seed))
+        reports.append(finished.get((households, seed))
+                       or evaluate_sample(households, seed))
         # Finished samples are kept beside the results (a stopped run loses only its last
         # sample) and never overwrite the previous complete results.
         partial.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "samples": reports},

@@ -1,0 +1,246 @@
+"""Top-k inner-product search over item vectors: exact (NumPy) and approximate (faiss).
+
+The two-tower scores an item by ``v . s`` and the dense search by cosine similarity (an
+inner product of unit vectors): both ask for the catalogue rows with the largest inner
+product with a query vector. :class:`ExactIndex` answers with one matrix product per
+block of queries and is the reference every approximate answer is measured against
+(:func:`recall_at_k`). :class:`FaissIndex` answers from an index of the ``faiss-cpu``
+library (the optional extra ``xsell[serve]``): ``"flat"`` (exact, faiss's kernels),
+``"hnsw"`` (a navigable small-world graph) or ``"ivf"`` (k-means cells, a few probed per
+query). :func:`build_index` chooses by catalogue size; ``benchmarks/bench_index.py``
+measures the choice (build time, memory, latency, recall) from 50k to 5M vectors.
+
+Both keep rows in insertion order: row ``i`` is the ``i``-th vector given to
+:meth:`fit` or :meth:`add` (a catalogue code), and ``-1`` pads a result row when the
+index holds fewer than ``k`` vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xsell.models.base import top_k
+
+__all__ = ["EXACT_UP_TO", "ExactIndex", "FaissIndex", "build_index", "recall_at_k"]
+
+#: Catalogues up to this many vectors are searched exactly by :func:`build_index`: a
+#: matrix product over them takes about a millisecond per query on one core.
+EXACT_UP_TO = 100_000
+#: Scores the exact search holds at once (a block of queries x the catalogue): 128 MB.
+BLOCK_SCORES = 2**25
+
+
+def _matrix(vectors, name: str, dim: int | None = None) -> np.ndarray:
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a (rows, dim) matrix, got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} have dimension {x.shape[1]}, the index holds {dim}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contain nan or inf")
+    return np.ascontiguousarray(x)
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, not {k!r}")
+    return int(k)
+
+
+def _padded(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Results widened to ``k`` columns: score ``-inf`` and row ``-1`` where none."""
+    if rows.shape[1] >= k:
+        return scores, rows
+    pad = k - rows.shape[1]
+    return (np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf),
+            np.pad(rows, ((0, 0), (0, pad)), constant_values=-1))
+
+
+class ExactIndex:
+    """Exact top-k inner-product search: the reference.
+
+    Ties are broken by row order (the lower row first), so a search is reproducible.
+
+    Attributes
+    ----------
+    vectors_ : numpy.ndarray
+        The indexed vectors, float32, one row per item.
+    """
+
+    def fit(self, vectors) -> ExactIndex:
+        """Index ``vectors`` (rows, dim), replacing anything indexed before."""
+        self.vectors_ = _matrix(vectors, "vectors")
+        return self
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.vectors_.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.vectors_)
+
+    def add(self, vectors) -> np.ndarray:
+        """Append ``vectors``; the rows they were given."""
+        new = _matrix(vectors, "vectors", self.dim)
+        start = len(self)
+        self.vectors_ = np.vstack([self.vectors_, new])
+        return np.arange(start, start + len(new))
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows with the largest inner product with each query.
+
+        Returns
+        -------
+        scores : numpy.ndarray
+            ``(n_queries, k)`` float32 inner products, best first.
+        rows : numpy.ndarray
+            ``(n_queries, k)`` int64 rows of the index.
+        """
+        q, k = _matrix(queries, "queries", self.dim), _check_k(k)
+        depth = min(k, len(self))
+        scores = np.empty((len(q), depth), dtype=np.float32)
+        rows = np.empty((len(q), depth), dtype=np.int64)
+        step = max(1, BLOCK_SCORES // max(len(self), 1))
+        for start in range(0, len(q), step):
+            block = q[start:start + step] @ self.vectors_.T
+            top = top_k(block, depth)
+            rows[start:start + len(block)] = top
+            scores[start:start + len(block)] = np.take_along_axis(block, top, axis=1)
+        return _padded(scores, rows, k)
+
+
+class FaissIndex:
+    """Approximate (or exact) top-k inner-product search with faiss.
+
+    Parameters
+    ----------
+    kind : {"hnsw", "ivf", "flat"}
+        ``"hnsw"``: a graph of ``m`` links per vector, searched with a beam of
+        ``ef_search``; ``"ivf"``: ``nlist`` k-means cells, ``nprobe`` of them scanned per
+        query; ``"flat"``: every vector scanned (exact).
+    m, ef_construction, ef_search : int
+        HNSW's links per vector and beam widths when building and searching (a wider
+        search beam: higher recall, slower queries).
+    nlist : int, optional
+        IVF cells (default ``4 * sqrt(n)``, at most ``n // 39`` so k-means has 39
+        training vectors per cell).
+    nprobe : int
+        IVF cells scanned per query.
+    seed : int
+        Seed of IVF's k-means.
+    threads : int, optional
+        faiss's OpenMP threads (default: faiss's own, every core).
+    """
+
+    def __init__(self, kind: str = "hnsw", m: int = 32, ef_construction: int = 200,
+                 ef_search: int = 128, nlist: int | None = None, nprobe: int = 16,
+                 seed: int = 0, threads: int | None = None):
+        self.kind = kind
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.seed = seed
+        self.threads = threads
+
+    def _faiss(self):
+        try:
+            import faiss
+        except ImportError as err:  # the optional extra
+            raise ImportError("FaissIndex needs faiss-cpu: pip install 'xsell[serve]' "
+                              "(or build_index(..., kind='exact'))") from err
+        if self.threads is not None:
+            faiss.omp_set_num_threads(int(self.threads))
+        return faiss
+
+    def fit(self, vectors) -> FaissIndex:
+        """Build the index over ``vectors`` (rows, dim), replacing anything indexed before."""
+        if self.kind not in ("hnsw", "ivf", "flat"):
+            raise ValueError(f"kind must be 'hnsw', 'ivf' or 'flat', not {self.kind!r}")
+        for name in ("m", "ef_construction", "ef_search", "nprobe"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        faiss = self._faiss()
+        x = _matrix(vectors, "vectors")
+        n, dim = x.shape
+        if self.kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, self.m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+        else:
+            nlist = self.nlist or int(4 * np.sqrt(n))
+            nlist = max(1, min(nlist, n // 39))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                                       faiss.METRIC_INNER_PRODUCT)
+            # k-means on a seeded sample: 64 vectors per cell place the centres well, and
+            # faiss would otherwise take up to 256 per cell (minutes at millions).
+            rng = np.random.default_rng(self.seed)
+            sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist,
+                                                                    replace=False))]
+            index.cp.seed = self.seed
+            index.train(sample)
+            index.nprobe = min(self.nprobe, nlist)
+        index.add(x)
+        self.index_ = index
+        return self
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.index_.d)
+
+    def __len__(self) -> int:
+        return int(self.index_.ntotal)
+
+    def add(self, vectors) -> np.ndarray:
+        """Append ``vectors`` (IVF places them in its trained cells); the rows they were given."""
+        new = _matrix(vectors, "vectors", self.dim)
+        start = len(self)
+        self.index_.add(new)
+        return np.arange(start, start + len(new))
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`ExactIndex.search`, approximately (``-1`` rows where none found)."""
+        q, k = _matrix(queries, "queries", self.dim), _check_k(k)
+        scores, rows = self.index_.search(q, k)
+        rows = rows.astype(np.int64)
+        return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+
+
+def build_index(vectors, kind: str = "auto", **params) -> ExactIndex | FaissIndex:
+    """An index over ``vectors``: exact up to :data:`EXACT_UP_TO` rows, else faiss IVF
+    (HNSW answers as fast at the same recall, but its graph takes minutes to build per
+    hundred thousand vectors on 2 cores: ``benchmarks/bench_index.py``).
+
+    ``kind`` names one instead: ``"exact"`` (NumPy), or a :class:`FaissIndex` kind;
+    ``params`` go to :class:`FaissIndex`.
+    """
+    n = len(vectors)
+    if kind == "auto":
+        kind = "exact" if n <= EXACT_UP_TO else "ivf"
+    if kind == "exact":
+        if params:
+            raise ValueError(f"the exact index takes no parameters, got {sorted(params)}")
+        return ExactIndex().fit(vectors)
+    return FaissIndex(kind=kind, **params).fit(vectors)
+
+
+def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each exact top-k row list found in the approximate one (order ignored).
+
+    Both are ``(n_queries, k)`` row arrays; ``-1`` (none) never counts as found.
+    """
+    approximate, exact = np.asarray(approximate), np.asarray(exact)
+    if approximate.shape != exact.shape:
+        raise ValueError(f"result shapes differ: {approximate.shape} vs {exact.shape}")
+    if exact.size == 0:
+        return float("nan")
+    found = [len(set(a[a >= 0]) & set(e[e >= 0])) / max(int((e >= 0).sum()), 1)
+             for a, e in zip(approximate, exact, strict=True)]
+    return float(np.mean(found))

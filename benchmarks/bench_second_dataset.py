@@ -15,7 +15,7 @@ afterwards. Writes ``benchmarks/results/second_dataset.{json,md}``.
 
 Usage::
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_second_dataset.py [--households 200] \\
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_second_dataset.py \\
         [--samples 200:0,200:1,500:2] [--resume]
 """
 

@@ -16,31 +16,21 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
+from recording import record_parser, recorded_split
+
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = parser.parse_args()
+    args = record_parser(__doc__).parse_args()
+    from xsell.peers import PEERS, peer_hyperparameters, record_peers
 
+    split, recorded = recorded_split(args.data, list(PEERS), args.threads)
     import torch
 
-    torch.set_num_threads(args.threads)
-    from xsell.data import load_dataset
-    from xsell.data.prepare import prepare
-    from xsell.peers import PEERS, peer_hyperparameters, record_peers
     from xsell.records import find_recorded
-    from xsell.tuning import recorded_hyperparameters
 
-    split = prepare(load_dataset(args.data)).split
-    recorded = recorded_hyperparameters(split, list(PEERS))
-    if recorded is None:
-        raise SystemExit(f"no tuning record of {split.dataset.name}: run "
-                         "benchmarks/bench_tuning.py first")
     hyper = peer_hyperparameters(recorded)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XSELL_CACHE_DIR"] = tmp  # every fit timed from scratch

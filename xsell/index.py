@@ -11,7 +11,7 @@ query). :func:`build_index` chooses by catalogue size; ``benchmarks/bench_index.
 measures the choice (build time, memory, latency, recall) from 50k to 5M vectors.
 
 Both keep rows in insertion order: row ``i`` is the ``i``-th vector given to
-:meth:`fit` or :meth:`add` (a catalogue code), and ``-1`` pads a result row when the
+``fit`` or ``add`` (a catalogue code), and ``-1`` pads a result row when the
 index holds fewer than ``k`` vectors.
 """
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from xsell.checkpoint import Saveable
 from xsell.data.dataset import Dataset
 from xsell.text import DEFAULT_MODEL, TextEncoder, item_texts
 
 
-class Explainer:
-    """Attributes recommendations to history items.
+class Explainer(Saveable):
+    """Attributes recommendations to history items (saved and loaded like a model).
 
     Parameters
     ----------

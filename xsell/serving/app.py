@@ -1,0 +1,204 @@
+"""The HTTP API over a loaded bundle (FastAPI; run it with ``xsell serve DIR``).
+
+Every answer is JSON. A request the API cannot serve gets a 4xx whose body is one shape,
+``{"detail": {"field", "value", "message"}}`` (``ErrorDetail`` of
+:mod:`xsell.serving.schemas`): 404 for an id the data does not hold, 422 for a body that
+does not validate (the first of pydantic's errors named, all of them under ``errors``) or
+asks what the bundle cannot do. An unexpected failure is a 500 with a one-line body -- the traceback goes to the
+server's log, never to the client.
+
+The models are read-only here, so requests run concurrently in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from xsell import __version__
+from xsell.cross_sell.completion import as_ids, departments_left
+from xsell.cross_sell.service import complete_cart, recommend_for_user
+from xsell.data.dataset import plain_value
+from xsell.serving.bundle import Bundle
+from xsell.serving.schemas import (
+    CompleteRequest,
+    CompleteResponse,
+    Error,
+    Health,
+    Item,
+    RecommendRequest,
+    RecommendResponse,
+)
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger("xsell.serve")
+
+
+class ApiError(Exception):
+    """A request the API refuses: status code, the field, the value and why."""
+
+    def __init__(self, status: int, field: str, value, message: str):
+        super().__init__(message)
+        self.status, self.field, self.value, self.message = status, field, value, message
+
+
+def create_app(bundle: Bundle) -> FastAPI:
+    """The FastAPI application serving ``bundle`` (see the module docstring)."""
+    data = bundle.data
+    app = FastAPI(title="xsell", version=__version__,
+                  description=f"Cross-category recommendations for {data.name} "
+                              f"({data.n_users:,} shoppers, {data.n_items:,} items).")
+    errors = {404: {"model": Error}, 422: {"model": Error}}
+
+    @app.exception_handler(ApiError)
+    async def _refused(request: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=err.status, content={"detail": {
+            "field": err.field, "value": err.value, "message": err.message}})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        found = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", "")),
+                  "type": str(e.get("type", ""))} for e in err.errors()]
+        first = err.errors()[0] if err.errors() else {}
+        return JSONResponse(status_code=422, content={"detail": {
+            "field": found[0]["field"] if found else "body",
+            "value": _shown(first.get("input")),
+            "message": found[0]["message"] if found else "invalid request",
+            "errors": found}})
+
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, err: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal error (see the "
+                                                      "server log)"})
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        m = bundle.manifest
+        return Health(status="ok", dataset=data.name, users=data.n_users, items=data.n_items,
+                      objectives=list(bundle.hybrids), created=m.get("created", ""),
+                      xsell_version=__version__)
+
+    @app.post("/recommend", response_model=RecommendResponse, responses=errors,
+              response_model_exclude_none=True)
+    def recommend(body: RecommendRequest) -> RecommendResponse:
+        model = bundle.hybrids.get(body.objective)
+        if model is None:
+            raise ApiError(422, "objective", body.objective,
+                           f"this bundle serves the objectives {', '.join(bundle.hybrids)}")
+        user = _user(data, body.user)
+        start = time.perf_counter()
+        table = recommend_for_user(model, user, k=body.k,
+                                   explainer=bundle.explainer if body.explain else None)
+        return RecommendResponse(user=body.user, objective=body.objective,
+                                 items=_ranked(table), took_ms=_ms(start))
+
+    @app.post("/complete", response_model=CompleteResponse, responses=errors,
+              response_model_exclude_none=True)
+    def complete(body: CompleteRequest) -> CompleteResponse:
+        items = _items(data, body.items, "items")
+        user = None if body.user is None else _user(data, body.user)
+        try:
+            departments_left(data, items)
+        except ValueError as err:
+            raise ApiError(422, "items", body.items, str(err)) from None
+        start = time.perf_counter()
+        table = complete_cart(bundle.completer, items, user=user, k=body.k,
+                              explainer=bundle.explainer if body.explain else None)
+        return CompleteResponse(cart=[_item(data, i) for i in items], items=_ranked(table),
+                                took_ms=_ms(start))
+
+    @app.get("/items/{item_id}", response_model=Item, responses=errors)
+    def item(item_id: str) -> Item:
+        return _item(data, _items(data, [item_id], "item_id")[0])
+
+    return app
+
+
+# ---------------------------------------------------------------------- helpers
+def _field(loc) -> str:
+    """``("body", "items", 2)`` -> ``"items.2"``: the field as the client wrote it."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in ("body", "query", "path"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _shown(value):
+    """A value to echo back: JSON scalars as they are, long text cut, containers dropped."""
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return None
+
+
+def _user(data, user):
+    uid = as_ids([user], data.user_index)[0]
+    if data.user_index.get_indexer([uid])[0] < 0:
+        raise ApiError(404, "user", user,
+                       f"unknown user {user!r}: not among the bundle's {data.n_users:,} "
+                       "shoppers (a shopper with fewer baskets than serving needs, or added "
+                       "after the bundle was fitted)")
+    return uid
+
+
+def _items(data, items: list, field: str) -> list:
+    ids = as_ids(list(items), data.item_index)
+    codes = data.item_index.get_indexer(ids)
+    unknown = [i for i, c in zip(items, codes, strict=True) if c < 0]
+    if unknown:
+        raise ApiError(404, field, unknown[:20],
+                       f"unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
+                       f"{' ...' if len(unknown) > 5 else ''}: not in the bundle's catalogue "
+                       f"({data.n_items:,} items)")
+    return list(ids)
+
+
+def _item(data, item_id) -> Item:
+    row = _catalogue(data).loc[item_id]
+    return Item(item_id=plain_value(item_id), title=str(row["title"]),
+                department=_text(row["department"]))
+
+
+def _catalogue(data) -> pd.DataFrame:
+    """Titles and departments by item id, built once per dataset."""
+    table = getattr(data, "_serving_catalogue", None)
+    if table is None:
+        items = data.items.set_index("item_id")
+        titles = items["title"] if "title" in items else items.index.astype(str).to_series()
+        table = pd.DataFrame({"title": titles.reindex(data.item_index).astype(str),
+                              "department": data.item_category(0).reindex(data.item_index)})
+        data._serving_catalogue = table
+    return table
+
+
+def _ranked(table: pd.DataFrame) -> list[dict]:
+    out = []
+    for item_id, row in table.iterrows():
+        entry = {"item_id": plain_value(item_id), "title": str(row["title"]),
+                 "department": _text(row.get("department"))}
+        for name in ("new_department", "because", "evidence", "contribution"):
+            if name in row and not _missing(row[name]):
+                entry[name] = plain_value(row[name])
+        out.append(entry)
+    return out
+
+
+def _text(value) -> str | None:
+    return None if _missing(value) else str(value)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

@@ -1,0 +1,125 @@
+"""The HTTP API's request and response bodies (pydantic; FastAPI validates them, and a
+running server documents every field at ``/docs`` and ``/openapi.json``).
+
+=====================  ==============================================================
+``RecommendRequest``   ``user``, ``k`` (1-100, default 10), ``objective`` (``all``,
+                       ``explore`` -- the default -- or ``cross-category``), ``explain``
+``RecommendResponse``  ``user``, ``objective``, ``items`` (ranked), ``took_ms``
+``CompleteRequest``    ``items`` (the cart, 1-200 ids), ``user`` (optional), ``k``,
+                       ``explain``
+``CompleteResponse``   ``cart``, ``items`` (complements from other departments),
+                       ``took_ms``
+``RankedItem``         ``item_id``, ``title``, ``department``, ``new_department``,
+                       ``because``, ``evidence``, ``contribution``
+``Health``             ``status``, ``dataset``, ``users``, ``items``, ``objectives``,
+                       ``created``, ``xsell_version``
+``ErrorDetail``        every 4xx: ``field``, ``value``, ``message`` (``errors``: all of a
+                       body's validation errors)
+=====================  ==============================================================
+
+Requests refuse fields they do not know (``extra="forbid"``): a misspelt ``objectve``
+is a 422 naming it, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+#: Largest list length a request may ask for.
+MAX_K = 100
+#: Largest cart ``/complete`` accepts.
+MAX_CART = 200
+
+
+
+def _integer_as_text(value):
+    """Numeric ids may come as JSON numbers; they are matched against the data as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# An item or user id -- a string, or a JSON integer for numeric ids (matched as text).
+Id = Annotated[str, BeforeValidator(_integer_as_text)]
+Objective = Literal["all", "explore", "cross-category"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(_Request):
+    """A shopper's next items."""
+
+    user: Id = Field(description="a customer of the bundle's data")
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items")
+    objective: Objective = Field(
+        "explore", description="all: what they will buy next, re-buys included in the "
+        "ranking; explore: products new to them; cross-category: new to them and the hybrid "
+        "learns to prefer departments they never bought from")
+    explain: bool = Field(True, description="each item with the purchase that supports it")
+
+
+class CompleteRequest(_Request):
+    """Complements of a cart from departments it lacks."""
+
+    items: list[Id] = Field(min_length=1, max_length=MAX_CART, description="the cart's items")
+    user: Id | None = Field(None, description="the shopper, if known (their history helps)")
+    k: int = Field(10, ge=1, le=MAX_K)
+    explain: bool = True
+
+
+class Item(BaseModel):
+    """A catalogue item as the API shows it."""
+
+    item_id: Id
+    title: str
+    department: str | None = None
+
+
+class RankedItem(Item):
+    """An item of a ranked list, with its explanation when one was asked for."""
+
+    new_department: bool | None = Field(
+        None, description="from a department the shopper (or cart) has not bought from")
+    because: str | None = Field(None, description="the purchase that supports it most")
+    evidence: str | None = Field(None, description="co-occurrence or text similarity")
+    contribution: float | None = Field(None, description="that purchase's share of the "
+                                       "evidence")
+
+
+class RecommendResponse(BaseModel):
+    user: Id
+    objective: Objective
+    items: list[RankedItem]
+    took_ms: float = Field(description="time spent in the model, server side")
+
+
+class CompleteResponse(BaseModel):
+    cart: list[Item]
+    items: list[RankedItem]
+    took_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    dataset: str
+    users: int
+    items: int
+    objectives: list[str]
+    created: str
+    xsell_version: str
+
+
+class ErrorDetail(BaseModel):
+    """What a 4xx names: the request field, the value sent and what is wrong with it."""
+
+    field: str = Field(description="e.g. 'user', 'k', 'items.2' (the third cart item)")
+    value: Any = Field(None, description="the value sent (long text cut to 200 characters)")
+    message: str
+    errors: list[dict] | None = Field(None, description="every validation error, when the "
+                                      "body has more than one")
+
+
+class Error(BaseModel):
+    detail: ErrorDetail

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("fastapi")
@@ -23,6 +24,7 @@ from xsell.data.prepare import prepare  # noqa: E402
 from xsell.data.synthetic import make_synthetic_shop  # noqa: E402
 from xsell.serving.app import create_app  # noqa: E402
 from xsell.serving.bundle import BundleError, fit_bundle, load_bundle, write_bundle  # noqa: E402
+from xsell.serving.events import EventLog  # noqa: E402
 
 USERS = 150  # the synthetic shop of the CLI tests
 
@@ -222,6 +224,68 @@ def test_malformed_bodies_are_4xx(client):
     assert client.get("/health").status_code == 200
 
 
+# ---------------------------------------------------------------------- live events
+def test_event_log_survives_reopening_and_refuses_other_files(tmp_path):
+    log = EventLog(tmp_path / "events.sqlite")
+    first = log.append("U1", ["P1", "P2"], "2026-12-05T10:00:00")
+    log.append(7, [3])
+    log.close()
+    again = EventLog(tmp_path / "events.sqlite")
+    assert len(again) == 2 and again.events()[0] == first
+    assert [e.items for e in again.events(after=first.event_id)] == [("3",)]
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    with pytest.raises(ValueError, match="notes.txt: not an xsell event log"):
+        EventLog(tmp_path / "notes.txt")
+    import sqlite3
+
+    other = sqlite3.connect(tmp_path / "other.sqlite")
+    other.execute("CREATE TABLE events (x TEXT)")
+    other.commit()
+    other.close()
+    with pytest.raises(ValueError, match="columns"):
+        EventLog(tmp_path / "other.sqlite")
+
+
+def test_an_event_changes_the_next_list_without_a_refit(served, tmp_path):
+    from xsell.cross_sell.service import recommend_for_user
+
+    bundle, data = served["bundle"], served["bundle"].data
+    log = EventLog(tmp_path / "events.sqlite")
+    with TestClient(create_app(bundle, log), raise_server_exceptions=False) as c:
+        user = str(data.user_index[5])
+        before = [it["item_id"] for it in c.post("/recommend", json={"user": user, "k": 8})
+                  .json()["items"]]
+        bought = before[:3]  # they buy three of the items they were shown
+        r = c.post("/events", json={"user": user, "items": bought,
+                                     "timestamp": "2026-12-05T10:00:00"})
+        assert r.status_code == 201, r.text
+        assert r.json()["baskets_since_fit"] == 1 and r.json()["event_id"] == 1
+        after = [it["item_id"] for it in c.post("/recommend", json={"user": user, "k": 8})
+                 .json()["items"]]
+        assert not set(bought) & set(after) and after != before
+        # the same list as the model scoring the history with the basket appended
+        rows = data.interactions[data.interactions["user_id"] == user][
+            ["user_id", "item_id", "basket_id", "seq"]]
+        basket = rows.iloc[:0].reindex(range(3)).assign(
+            user_id=user, item_id=bought, basket_id="new", seq=rows["seq"].max() + 1)
+        expected = recommend_for_user(bundle.hybrids["explore"], k=8,
+                                      interactions=pd.concat([rows, basket]))
+        assert after == list(expected.index)
+        # a shopper new since the fit is served from their events alone
+        assert c.post("/recommend", json={"user": "newcomer"}).status_code == 404
+        assert c.post("/events", json={"user": "newcomer", "items": bought}).status_code == 201
+        fresh = c.post("/recommend", json={"user": "newcomer", "k": 5})
+        assert fresh.status_code == 200 and len(fresh.json()["items"]) == 5
+        assert not set(bought) & {it["item_id"] for it in fresh.json()["items"]}
+        r = c.post("/events", json={"user": user, "items": ["NOPE"]})
+        assert r.status_code == 404 and r.json()["detail"]["value"] == ["NOPE"]
+        assert c.post("/events", json={"user": user, "items": []}).status_code == 422
+        r = c.post("/events", json={"user": user, "items": bought, "timestamp": "yesterday"})
+        assert r.status_code == 422 and r.json()["detail"]["field"] == "timestamp"
+        assert c.get("/health").json()["events"] == 2
+    assert len(EventLog(tmp_path / "events.sqlite")) == 2
+
+
 # ---------------------------------------------------------------------- a real server
 def _free_port() -> int:
     with socket.socket() as s:
@@ -229,34 +293,113 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_xsell_serve_answers_over_http(served):
+def _start_server(folder: Path, events: Path) -> tuple[subprocess.Popen, str]:
+    """``xsell serve`` in a process of its own; returns once /health answers (120 s at most)."""
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", str(served["folder"]),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", str(folder),
+                             "--port", str(port), "--events", str(events)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read())
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the server did not come up in 120 s")
+        time.sleep(0.5)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up in 120 s"
-            time.sleep(0.5)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_xsell_serve_answers_over_http(served, tmp_path):
+    proc, url = _start_server(served["folder"], tmp_path / "events.sqlite")
+    try:
         user = str(served["fitted"].data.user_index[0])
         r = httpx.post(f"{url}/recommend", json={"user": user, "k": 3}, timeout=30)
         assert r.status_code == 200 and len(r.json()["items"]) == 3
         r = httpx.post(f"{url}/recommend", json={"user": "nobody"}, timeout=30)
         assert r.status_code == 404 and r.json()["detail"]["field"] == "user"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+def test_a_killed_server_restores_every_acknowledged_event(served, tmp_path):
+    """kill -9 in the middle of an event load (8 concurrent clients), restart: every
+    event answered 2xx is in the log and in the served state, and the shoppers whose
+    events all landed before the load get the lists they got before the crash."""
+    import random
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = served["fitted"].data
+    users = [str(u) for u in data.user_index[:40]]
+    items = [str(i) for i in data.item_index]
+    events = tmp_path / "events.sqlite"
+    proc, url = _start_server(served["folder"], events)
+    acked: list[int] = []
+    try:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            fitted = {u: c.post("/recommend", json={"user": u, "k": 10}).json()["items"]
+                      for u in users[:4]}
+            for n, user in enumerate(users[:4]):  # before the load: all acknowledged
+                r = c.post("/events", json={"user": user, "items": items[n * 3:n * 3 + 3]})
+                assert r.status_code == 201
+                acked.append(r.json()["event_id"])
+            before = {u: c.post("/recommend", json={"user": u, "k": 10}).json()["items"]
+                      for u in users[:4]}
+        assert before != fitted  # the events changed lists: a lost replay would show
+        stop = time.monotonic() + 60  # the load stops by itself
+
+        def load(seed: int) -> list[int]:
+            rng, mine = random.Random(seed), []
+            with httpx.Client(base_url=url, timeout=10) as c:
+                while time.monotonic() < stop:
+                    body = {"user": rng.choice(users[4:]), "items": rng.sample(items, 2)}
+                    try:
+                        r = c.post("/events", json=body)
+                    except httpx.TransportError:
+                        return mine  # the server is gone
+                    assert r.status_code == 201, r.text
+                    mine.append(r.json()["event_id"])
+            return mine
+
+        reader = EventLog(events)
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(load, seed) for seed in range(8)]
+            while len(reader) < 60 and time.monotonic() < stop:
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-load
             proc.wait()
-    assert Path(served["folder"] / "bundle.json").is_file()
+            for f in futures:
+                acked.extend(f.result())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(acked) >= 60 and len(set(acked)) == len(acked)
+    logged = {e.event_id for e in reader.events()}
+    reader.close()
+    assert set(acked) <= logged  # every acknowledged event is on disk
+    proc, url = _start_server(served["folder"], events)
+    try:
+        health = httpx.get(f"{url}/health").json()
+        assert health["events"] == len(logged) >= len(acked)
+        with httpx.Client(base_url=url, timeout=30) as c:
+            after = {u: c.post("/recommend", json={"user": u, "k": 10}).json()["items"]
+                     for u in users[:4]}
+        assert after == before
+    finally:
+        _stop(proc)

@@ -14,7 +14,7 @@ Commands::
     xsell search         QUERY [data] [--user ID] [--k 10]
     xsell assist         [data] --user ID [MESSAGE] [--messages PATH]   (no MESSAGE: stdin)
     xsell fit            [data] --out DIR [--objectives all,explore,cross-category]
-    xsell serve          DIR [--host 127.0.0.1] [--port 8000] [--data PATH]   (xsell[serve])
+    xsell serve          DIR [--host 127.0.0.1] [--port 8000] [--data PATH] [--events FILE]
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 
@@ -557,10 +557,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle, catalogue=catalogue)
     except BundleError as err:
         raise InputError(str(err)) from None
+    from xsell.serving.events import EventLog
+
+    folder = Path(args.bundle).resolve()
+    events = EventLog(args.events or folder.with_name(f"{folder.name}-events.sqlite"))
     print(f"loaded {args.bundle} in {time.perf_counter() - start:.1f} s: "
           f"{bundle.data.name}, {bundle.data.n_users:,} shoppers, {bundle.data.n_items:,} "
-          f"items; API docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
-    uvicorn.run(create_app(bundle), host=args.host, port=args.port, log_level="warning")
+          f"items; event log {events.path} ({len(events):,} events, replayed); API docs at "
+          f"http://{args.host}:{args.port}/docs", file=sys.stderr)
+    uvicorn.run(create_app(bundle, events), host=args.host, port=args.port,
+                log_level="warning")
     return 0
 
 
@@ -707,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--data", metavar="PATH",
                        help="refuse the bundle unless it was made for this data's catalogue")
+    serve.add_argument("--events", metavar="FILE",
+                       help="the durable event log (SQLite), replayed on start (default: "
+                            "DIR-events.sqlite beside the bundle)")
     serve.set_defaults(func=_cmd_serve)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")

@@ -28,7 +28,8 @@ def _describe(dataset: Dataset, ids) -> pd.DataFrame:
 
 
 def recommend_for_user(model: Recommender, user=None, k: int = 10,
-                       explainer: Explainer | None = None, *, history=None) -> pd.DataFrame:
+                       explainer: Explainer | None = None, *, history=None,
+                       interactions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Top-``k`` new items for a user of the model's training data, explained.
 
     Fewer than ``k`` come back when the catalogue holds fewer items the user has not
@@ -38,7 +39,10 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
     basket), the model ranks for that history; with neither ``user`` nor ``history``, they
     get the items most users bought, and ``attrs["fallback"]`` says so. A ``user`` the
     training data does not hold raises ``KeyError`` naming it -- a typo is not mistaken
-    for a new customer.
+    for a new customer. ``interactions`` is a shopper's whole history as interaction
+    rows (their training rows and the baskets bought since, as
+    :class:`xsell.serving.events.LiveHistories` keeps them): the model scores from it,
+    nothing is refitted.
 
     Returns
     -------
@@ -48,10 +52,14 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
     """
     data = model.dataset_
     check_count(k)
-    if user is not None and history is not None:
-        raise ValueError("give a user or a purchase history, not both")
+    if sum(x is not None for x in (user, history, interactions)) > 1:
+        raise ValueError("give one of a user, a purchase history or interaction rows")
     fallback = None
-    if history is not None:
+    if interactions is not None:
+        past = interactions
+        ids = model.recommend([interactions[S.USER].iloc[0]], k=k, exclude_seen=True,
+                              history=interactions)[0]
+    elif history is not None:
         rows = build_cart_history(data, history)  # raises, naming unknown items
         past = rows
         ids = model.recommend([rows[S.USER].iloc[0]], k=k, exclude_seen=True, history=rows)[0]

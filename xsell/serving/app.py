@@ -7,6 +7,10 @@ does not validate (the first of pydantic's errors named, all of them under ``err
 asks what the bundle cannot do. An unexpected failure is a 500 with a one-line body -- the traceback goes to the
 server's log, never to the client.
 
+``POST /events`` logs a purchase durably (:class:`~xsell.serving.events.EventLog`) before
+it answers, and the shopper's next ``/recommend`` scores from their history with it; on
+start the log is replayed, so a restarted server serves the state it had.
+
 The models are read-only here, so requests run concurrently in FastAPI's thread pool.
 """
 
@@ -26,10 +30,13 @@ from xsell.cross_sell.completion import as_ids, departments_left
 from xsell.cross_sell.service import complete_cart, recommend_for_user
 from xsell.data.dataset import plain_value
 from xsell.serving.bundle import Bundle
+from xsell.serving.events import EventLog, LiveHistories
 from xsell.serving.schemas import (
     CompleteRequest,
     CompleteResponse,
     Error,
+    EventRequest,
+    EventResponse,
     Health,
     Item,
     RecommendRequest,
@@ -49,9 +56,31 @@ class ApiError(Exception):
         self.status, self.field, self.value, self.message = status, field, value, message
 
 
-def create_app(bundle: Bundle) -> FastAPI:
-    """The FastAPI application serving ``bundle`` (see the module docstring)."""
+def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
+    """The FastAPI application serving ``bundle`` (see the module docstring).
+
+    Parameters
+    ----------
+    bundle : Bundle
+        The loaded bundle (:func:`~xsell.serving.bundle.load_bundle`).
+    events : EventLog, optional
+        The durable event log, replayed now; without one, events are kept in memory only
+        (an SQLite database that lives as long as the server).
+    """
     data = bundle.data
+    log_file = None if events is None else str(events.path)
+    events = events if events is not None else EventLog(":memory:")
+    live = LiveHistories(data)
+    skipped = 0
+    for event in events.events():
+        items = as_ids(list(event.items), data.item_index)
+        if (data.item_index.get_indexer(items) < 0).any():
+            skipped += 1  # logged for an earlier catalogue: the next fit reads it
+            continue
+        live.add(event, list(items))
+    if skipped:
+        log.warning("%s: %d events name items this bundle's catalogue lacks; not replayed",
+                    log_file, skipped)
     app = FastAPI(title="xsell", version=__version__,
                   description=f"Cross-category recommendations for {data.name} "
                               f"({data.n_users:,} shoppers, {data.n_items:,} items).")
@@ -83,7 +112,8 @@ def create_app(bundle: Bundle) -> FastAPI:
     def health() -> Health:
         m = bundle.manifest
         return Health(status="ok", dataset=data.name, users=data.n_users, items=data.n_items,
-                      objectives=list(bundle.hybrids), created=m.get("created", ""),
+                      objectives=list(bundle.hybrids), events=live.n_events,
+                      event_log=log_file, created=m.get("created", ""),
                       xsell_version=__version__)
 
     @app.post("/recommend", response_model=RecommendResponse, responses=errors,
@@ -93,10 +123,15 @@ def create_app(bundle: Bundle) -> FastAPI:
         if model is None:
             raise ApiError(422, "objective", body.objective,
                            f"this bundle serves the objectives {', '.join(bundle.hybrids)}")
-        user = _user(data, body.user)
+        explainer = bundle.explainer if body.explain else None
         start = time.perf_counter()
-        table = recommend_for_user(model, user, k=body.k,
-                                   explainer=bundle.explainer if body.explain else None)
+        if live.has_events(body.user):  # training history + the baskets bought since
+            rows = live.history(body.user, _known_user(data, body.user))
+            table = recommend_for_user(model, k=body.k, explainer=explainer,
+                                       interactions=rows)
+        else:
+            table = recommend_for_user(model, _user(data, body.user), k=body.k,
+                                       explainer=explainer)
         return RecommendResponse(user=body.user, objective=body.objective,
                                  items=_ranked(table), took_ms=_ms(start))
 
@@ -115,6 +150,16 @@ def create_app(bundle: Bundle) -> FastAPI:
         return CompleteResponse(cart=[_item(data, i) for i in items], items=_ranked(table),
                                 took_ms=_ms(start))
 
+    @app.post("/events", response_model=EventResponse, status_code=201, responses=errors)
+    def add_event(body: EventRequest) -> EventResponse:
+        items = _items(data, body.items, "items")
+        start = time.perf_counter()
+        stamp = None if body.timestamp is None else body.timestamp.isoformat()
+        event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
+        live.add(event, items)
+        return EventResponse(event_id=event.event_id, user=body.user, items=len(items),
+                             baskets_since_fit=live.n_baskets(body.user), took_ms=_ms(start))
+
     @app.get("/items/{item_id}", response_model=Item, responses=errors)
     def item(item_id: str) -> Item:
         return _item(data, _items(data, [item_id], "item_id")[0])
@@ -123,6 +168,12 @@ def create_app(bundle: Bundle) -> FastAPI:
 
 
 # ---------------------------------------------------------------------- helpers
+def _known_user(data, user):
+    """The shopper's id in the training data, or None for a shopper new since the fit."""
+    uid = as_ids([user], data.user_index)[0]
+    return uid if data.user_index.get_indexer([uid])[0] >= 0 else None
+
+
 def _field(loc) -> str:
     """``("body", "items", 2)`` -> ``"items.2"``: the field as the client wrote it."""
     parts = [str(p) for p in loc]

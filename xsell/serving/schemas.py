@@ -11,8 +11,11 @@ running server documents every field at ``/docs`` and ``/openapi.json``).
                        ``took_ms``
 ``RankedItem``         ``item_id``, ``title``, ``department``, ``new_department``,
                        ``because``, ``evidence``, ``contribution``
+``EventRequest``       ``user``, ``items``, ``timestamp`` (optional, ISO 8601)
+``EventResponse``      ``event_id``, ``user``, ``items``, ``baskets_since_fit``,
+                       ``took_ms``
 ``Health``             ``status``, ``dataset``, ``users``, ``items``, ``objectives``,
-                       ``created``, ``xsell_version``
+                       ``events``, ``event_log``, ``created``, ``xsell_version``
 ``ErrorDetail``        every 4xx: ``field``, ``value``, ``message`` (``errors``: all of a
                        body's validation errors)
 =====================  ==============================================================
@@ -23,6 +26,7 @@ is a 422 naming it, not a silently ignored option.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -69,6 +73,23 @@ class CompleteRequest(_Request):
     explain: bool = True
 
 
+class EventRequest(_Request):
+    """A purchase that just happened: logged, and the shopper's next lists reflect it."""
+
+    user: Id = Field(description="the shopper (a new id starts a new shopper's history)")
+    items: list[Id] = Field(min_length=1, max_length=MAX_CART, description="what they bought")
+    timestamp: datetime | None = Field(None, description="when (ISO 8601); default: now")
+
+
+class EventResponse(BaseModel):
+    event_id: int = Field(description="its id in the event log (on disk when this returns)")
+    user: Id
+    items: int
+    baskets_since_fit: int = Field(description="the shopper's baskets bought after the "
+                                   "bundle was fitted, this one included")
+    took_ms: float
+
+
 class Item(BaseModel):
     """A catalogue item as the API shows it."""
 
@@ -107,6 +128,8 @@ class Health(BaseModel):
     users: int
     items: int
     objectives: list[str]
+    events: int = Field(description="purchase events served since the bundle was fitted")
+    event_log: str | None = Field(description="the event log's file (None: in memory only)")
     created: str
     xsell_version: str
 

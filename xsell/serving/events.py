@@ -1,0 +1,155 @@
+"""Live purchases: a durable event log and the shoppers' histories it extends.
+
+``POST /events`` appends a purchase to :class:`EventLog` and to :class:`LiveHistories`;
+the next ``/recommend`` for that shopper scores from their training history plus the new
+baskets. No model is refitted: every model scores from a history it is given
+(:meth:`xsell.models.base.Recommender.recommend`'s ``history``) -- buy-again counts it,
+EASE and co-occurrence read it, ALS folds the shopper in, the two-tower's user tower runs
+on it. The weights themselves change only at the next ``xsell fit``.
+
+Why SQLite: it is in the standard library, one file, and its write-ahead log with
+``synchronous=FULL`` returns from a commit only once the event is on disk, so an event
+acknowledged with a 2xx survives a killed server (and a power cut); readers do not block
+the writer. A shop with several servers would keep the same table in a server database
+(PostgreSQL); :class:`EventLog`'s three methods are all serving needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from xsell.data import schema as S
+from xsell.data.dataset import Dataset
+
+__all__ = ["Event", "EventLog", "LiveHistories"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One purchase: a shopper's basket, as logged."""
+
+    event_id: int
+    user: str
+    items: tuple[str, ...]
+    timestamp: str | None
+    received: float
+
+
+class EventLog:
+    """An append-only log of purchase events in an SQLite file (WAL mode).
+
+    Parameters
+    ----------
+    path : path-like
+        The database file (created with its table when missing).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` exists and is not an event log of this format (named).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY "
+                             "AUTOINCREMENT, user TEXT NOT NULL, items TEXT NOT NULL, "
+                             "timestamp TEXT, received REAL NOT NULL)")
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(events)")]
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"{self.path}: not an xsell event log ({err})") from None
+        if columns != ["id", "user", "items", "timestamp", "received"]:
+            raise ValueError(f"{self.path}: its 'events' table has the columns {columns}, "
+                             "not those of an xsell event log")
+        self._lock = threading.Lock()  # one connection, shared by the server's threads
+
+    def append(self, user: str, items: list[str], timestamp: str | None = None) -> Event:
+        """Log one purchase; returns once it is on disk."""
+        received = time.time()
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO events (user, items, timestamp, received) VALUES (?, ?, ?, ?)",
+                (str(user), json.dumps([str(i) for i in items]), timestamp, received))
+        return Event(int(cursor.lastrowid), str(user), tuple(map(str, items)), timestamp,
+                     received)
+
+    def events(self, after: int = 0) -> list[Event]:
+        """Every event with an id above ``after``, in log order."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, user, items, timestamp, received FROM events "
+                                    "WHERE id > ? ORDER BY id", (after,)).fetchall()
+        return [Event(int(i), u, tuple(json.loads(items)), ts, float(r))
+                for i, u, items, ts, r in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class LiveHistories:
+    """Each shopper's history as served: training rows, then one basket per event.
+
+    Parameters
+    ----------
+    data : Dataset
+        The bundle's training data (its ids decide how event ids are typed).
+    """
+
+    def __init__(self, data: Dataset):
+        self.data = data
+        self._baskets: dict[str, list[tuple[int, tuple]]] = {}
+        self._lock = threading.Lock()
+        self.n_events = 0
+
+    def key(self, user) -> str:
+        """The text form every shopper id is kept under (JSON ids arrive as text)."""
+        return str(user)
+
+    def add(self, event: Event, items: list) -> None:
+        """Append ``event``'s basket (``items``: its ids already in the catalogue's dtype)."""
+        with self._lock:
+            self._baskets.setdefault(self.key(event.user), []).append(
+                (event.event_id, tuple(items)))
+            self.n_events += 1
+
+    def has_events(self, user) -> bool:
+        return self.key(user) in self._baskets
+
+    def n_baskets(self, user) -> int:
+        """The shopper's baskets logged since the fit."""
+        with self._lock:
+            return len(self._baskets.get(self.key(user), ()))
+
+    def history(self, user, uid=None) -> pd.DataFrame | None:
+        """The shopper's training rows (``uid``: their id in the data, None for a new
+        shopper) followed by their event baskets; None when they have no events."""
+        with self._lock:
+            baskets = list(self._baskets.get(self.key(user), ()))
+        if not baskets:
+            return None
+        data = self.data
+        cols = [S.USER, S.ITEM, S.BASKET, S.SEQ]
+        past = (data.interactions[data.interactions[S.USER] == uid] if uid is not None
+                else data.interactions.iloc[0:0])
+        who = uid if uid is not None else self.key(user)
+        first = int(past[S.SEQ].max()) + 1 if len(past) else 0
+        rows = [pd.DataFrame({S.USER: who, S.ITEM: list(items), S.BASKET: f"event-{eid}",
+                              S.SEQ: first + n})
+                for n, (eid, items) in enumerate(baskets)]
+        out = pd.concat([past[cols].astype({S.BASKET: object}), *rows], ignore_index=True)
+        return out.astype({S.ITEM: data.interactions[S.ITEM].dtype})

@@ -326,13 +326,34 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_xsell_serve_answers_over_http(served, tmp_path):
+    """A real server: answers, and concurrent events for one shopper are served in the
+    order of the log, so a restarted server (replaying it) gives the same list."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [str(i) for i in served["fitted"].data.item_index]
+    user = str(served["fitted"].data.user_index[0])
     proc, url = _start_server(served["folder"], tmp_path / "events.sqlite")
     try:
-        user = str(served["fitted"].data.user_index[0])
         r = httpx.post(f"{url}/recommend", json={"user": user, "k": 3}, timeout=30)
         assert r.status_code == 200 and len(r.json()["items"]) == 3
         r = httpx.post(f"{url}/recommend", json={"user": "nobody"}, timeout=30)
         assert r.status_code == 404 and r.json()["detail"]["field"] == "user"
+
+        def post(n: int) -> int:
+            body = {"user": user, "items": items[7 * n:7 * n + 2]}
+            return httpx.post(f"{url}/events", json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(24))) == {201}
+        served_list = httpx.post(f"{url}/recommend", json={"user": user, "k": 10},
+                                 timeout=30).json()["items"]
+    finally:
+        _stop(proc)
+    proc, url = _start_server(served["folder"], tmp_path / "events.sqlite")
+    try:
+        assert httpx.get(f"{url}/health").json()["events"] == 24
+        assert httpx.post(f"{url}/recommend", json={"user": user, "k": 10},
+                          timeout=30).json()["items"] == served_list
     finally:
         _stop(proc)
 

@@ -40,9 +40,8 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
     get the items most users bought, and ``attrs["fallback"]`` says so. A ``user`` the
     training data does not hold raises ``KeyError`` naming it -- a typo is not mistaken
     for a new customer. ``interactions`` is a shopper's whole history as interaction
-    rows (their training rows and the baskets bought since, as
-    :class:`xsell.serving.events.LiveHistories` keeps them): the model scores from it,
-    nothing is refitted.
+    rows (e.g. their training rows and the baskets bought since, as a server keeps
+    them): the model scores from it, nothing is refitted.
 
     Returns
     -------

@@ -17,6 +17,7 @@ The models are read-only here, so requests run concurrently in FastAPI's thread 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -61,9 +62,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
 
     Parameters
     ----------
-    bundle : Bundle
+    bundle : xsell.serving.bundle.Bundle
         The loaded bundle (:func:`~xsell.serving.bundle.load_bundle`).
-    events : EventLog, optional
+    events : xsell.serving.events.EventLog, optional
         The durable event log, replayed now; without one, events are kept in memory only
         (an SQLite database that lives as long as the server).
     """
@@ -71,6 +72,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     log_file = None if events is None else str(events.path)
     events = events if events is not None else EventLog(":memory:")
     live = LiveHistories(data)
+    ordered = threading.Lock()
     skipped = 0
     for event in events.events():
         items = as_ids(list(event.items), data.item_index)
@@ -155,8 +157,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         items = _items(data, body.items, "items")
         start = time.perf_counter()
         stamp = None if body.timestamp is None else body.timestamp.isoformat()
-        event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
-        live.add(event, items)
+        with ordered:  # the served order of a shopper's baskets is the log's order
+            event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
+            live.add(event, items)
         return EventResponse(event_id=event.event_id, user=body.user, items=len(items),
                              baskets_since_fit=live.n_baskets(body.user), took_ms=_ms(start))
 

@@ -424,3 +424,23 @@ def test_a_killed_server_restores_every_acknowledged_event(served, tmp_path):
         assert after == before
     finally:
         _stop(proc)
+
+
+def test_a_bounded_mixed_load_at_concurrency_8_and_32_gets_no_5xx(served, tmp_path):
+    from xsell.serving.load import request_mix, run_load
+
+    proc, url = _start_server(served["folder"], tmp_path / "events.sqlite")
+    try:
+        for concurrency in (8, 32):
+            plan = request_mix(served["fitted"].data, 60, seed=concurrency)
+            result = run_load(url, plan, concurrency, max_seconds=120)
+            table = result.summary()
+            assert table.loc["all", "requests"] == len(plan)  # it did not hit the time limit
+            assert table.loc["all", "2xx"] == len(plan), table  # valid ids: all served
+            assert set(table.index) == {"all", "recommend", "complete", "events"}
+            assert table.loc["all", "p99 ms"] >= table.loc["all", "p50 ms"] > 0
+        assert httpx.get(f"{url}/health").json()["events"] == (
+            table.loc["events", "requests"] + sum(1 for r in request_mix(
+                served["fitted"].data, 60, seed=8) if r[0] == "events"))
+    finally:
+        _stop(proc)

@@ -1,0 +1,177 @@
+"""Serving benchmark: a real ``xsell serve`` on the loopback, measured with httpx.
+
+Starts the server on a bundle (``xsell fit --out DIR``), then measures
+
+- one client at a time: ``/recommend`` of each objective with explanations, ``/complete``,
+  ``/events``, and event -> updated list (an event, then that shopper's ``/recommend``);
+  client latency (HTTP on the loopback included) and the server's own ``took_ms``;
+- a mixed load (60% recommend, 20% complete, 20% events; ``xsell.serving.load``) at
+  concurrency 8 and 32: p50/p99, throughput, and every status class (the bar: no 5xx).
+
+Server and client share the machine's cores. Writes ``benchmarks/results/serving.{json,md}``
+and the README table.
+
+Usage::
+
+    xsell fit --out /tmp/bundle            # on $XSELL_DATA_DIR (minutes; cached fits reused)
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_serving.py --bundle /tmp/bundle
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from readme_table import markdown_table, update_readme
+
+HERE = Path(__file__).resolve().parent
+
+
+def _start(bundle: str, events: Path) -> tuple[subprocess.Popen, str, float]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(events.with_suffix(".log"), "w")  # noqa: SIM115 - kept open for the server
+    proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", bundle, "--port",
+                             str(port), "--events", str(events)], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(events.with_suffix(".log").read_text())
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                found = re.search(r"loaded .* in ([0-9.]+) s", events.with_suffix(".log")
+                                  .read_text())
+                return proc, url, float(found.group(1)) if found else float("nan")
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not come up in 300 s")
+
+
+def _percentiles(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"n": int(len(values)), "p50": round(float(np.percentile(values, 50)), 2),
+            "p99": round(float(np.percentile(values, 99)), 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", required=True, help="a bundle of `xsell fit --out`")
+    parser.add_argument("--sequential", type=int, default=100,
+                        help="requests of each kind sent one at a time")
+    parser.add_argument("--load", type=int, default=600, help="requests of each mixed load")
+    parser.add_argument("--seconds", type=float, default=180, help="time limit of each load")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+
+    import httpx
+
+    from xsell.serving.bundle import load_bundle
+    from xsell.serving.load import request_mix, run_load
+
+    data = load_bundle(args.bundle).data
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in data.user_index]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, load_seconds = _start(args.bundle, Path(tmp) / "events.sqlite")
+        try:
+            report = {"dataset": data.name, "users": data.n_users, "items": data.n_items,
+                      "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
+                      "bundle_mib": round(sum(f.stat().st_size for f in
+                                              Path(args.bundle).rglob("*") if f.is_file())
+                                          / 2**20),
+                      "load_seconds": load_seconds, "sequential": {}, "loads": {}}
+            with httpx.Client(base_url=url, timeout=60) as c:
+                for n in range(20):  # warm-up
+                    c.post("/recommend", json={"user": users[n], "k": 10})
+                plan = request_mix(data, 3 * args.sequential, seed=1)
+                kinds = {"recommend explore": ("/recommend", "explore"),
+                         "recommend all": ("/recommend", "all"),
+                         "recommend cross-category": ("/recommend", "cross-category")}
+                for label, (path, objective) in kinds.items():
+                    client, server = [], []
+                    for _ in range(args.sequential):
+                        body = {"user": users[rng.integers(len(users))], "k": 10,
+                                "objective": objective, "explain": True}
+                        t = time.perf_counter()
+                        r = c.post(path, json=body)
+                        client.append((time.perf_counter() - t) * 1000)
+                        assert r.status_code == 200, r.text
+                        server.append(r.json()["took_ms"])
+                    report["sequential"][label] = {"client": _percentiles(client),
+                                                   "server": _percentiles(server)}
+                for label in ("complete", "events"):
+                    client, server = [], []
+                    for _, method, path, body in [p for p in plan if p[0] == label][
+                            :args.sequential]:
+                        t = time.perf_counter()
+                        r = c.request(method, path, json=body)
+                        client.append((time.perf_counter() - t) * 1000)
+                        assert r.status_code in (200, 201), r.text
+                        server.append(r.json()["took_ms"])
+                    report["sequential"][label] = {"client": _percentiles(client),
+                                                   "server": _percentiles(server)}
+                client, server = [], []
+                for _, _, _, body in [p for p in plan if p[0] == "events"][:args.sequential]:
+                    t = time.perf_counter()
+                    event = c.post("/events", json=body).json()
+                    listed = c.post("/recommend", json={"user": body["user"], "k": 10}).json()
+                    client.append((time.perf_counter() - t) * 1000)
+                    server.append(event["took_ms"] + listed["took_ms"])
+                report["sequential"]["event -> updated list"] = {
+                    "client": _percentiles(client), "server": _percentiles(server)}
+            for concurrency in (8, 32):
+                result = run_load(url, request_mix(data, args.load, seed=concurrency),
+                                  concurrency, max_seconds=args.seconds)
+                table = result.summary().round(2)
+                report["loads"][str(concurrency)] = json.loads(table.to_json(orient="index"))
+            report["health"] = httpx.get(f"{url}/health").json()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = markdown_table(
+        ["one client at a time", "client p50 ms", "client p99 ms", "server p50 ms",
+         "server p99 ms"],
+        ([label, v["client"]["p50"], v["client"]["p99"], v["server"]["p50"],
+          v["server"]["p99"]] for label, v in report["sequential"].items()))
+    rows = []
+    for concurrency, table in report["loads"].items():
+        for request, r in table.items():
+            rows.append([concurrency, request, r["requests"], r["2xx"], r["4xx"], r["5xx"],
+                         r["failed"], r["p50 ms"], r["p99 ms"], r["per s"]])
+    lines += ["", *markdown_table(["concurrency", "request", "sent", "2xx", "4xx", "5xx",
+                                   "no answer", "p50 ms", "p99 ms", "per s"], rows)]
+    md = "\n".join(lines) + (
+        f"\n\n`xsell serve` on a bundle of {report['dataset']} ({report['users']:,} shoppers, "
+        f"{report['items']:,} items, {report['bundle_mib']:,} MiB, loaded in "
+        f"{report['load_seconds']:.1f} s), client and server on the same "
+        f"{report['cores']}-core machine, loopback HTTP; every recommendation with its "
+        f"explanation. Server ms is the model's own time (`took_ms`). Generated by "
+        f"`benchmarks/bench_serving.py` on {report['date']}.\n")
+    (out / "serving.md").write_text(md)
+    update_readme("serving", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

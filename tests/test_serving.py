@@ -123,6 +123,7 @@ def test_cli_fit_checks_its_arguments_before_fitting(tmp_path, capsys, monkeypat
     assert "--objectives 'explore,best'" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "taken")]) == 2
     assert "bundle.json: missing" in capsys.readouterr().err
+    assert not (tmp_path / "taken-events.sqlite").exists()  # nothing written for a non-bundle
 
 
 def test_cli_fit_writes_the_bundle_and_serve_checks_the_catalogue(served, tmp_path, capsys):
@@ -138,6 +139,9 @@ def test_cli_fit_writes_the_bundle_and_serve_checks_the_catalogue(served, tmp_pa
     assert main(["serve", str(out), "--data", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err
     assert "made for another catalogue" in err and "rebuild the bundle" in err
+    (tmp_path / "log.txt").write_text("not a database " * 100)
+    assert main(["serve", str(out), "--events", str(tmp_path / "log.txt")]) == 2
+    assert "log.txt: not an xsell event log" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- the API

@@ -549,6 +549,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give 0-65535")
+    from xsell.serving.events import EventLog
+
+    folder = Path(args.bundle).resolve()
+    if not (folder / "bundle.json").is_file():  # named before the event log is created
+        raise InputError(f"{folder / 'bundle.json'}: missing (not an xsell bundle? make one "
+                         "with `xsell fit --out DIR`)")
+    # the event log is opened (and checked) first: loading a bundle takes seconds
+    events = EventLog(args.events or folder.with_name(f"{folder.name}-events.sqlite"))
     catalogue = None
     if args.data is not None:
         catalogue = _clean(load_dataset(args.data))
@@ -557,10 +565,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle, catalogue=catalogue)
     except BundleError as err:
         raise InputError(str(err)) from None
-    from xsell.serving.events import EventLog
-
-    folder = Path(args.bundle).resolve()
-    events = EventLog(args.events or folder.with_name(f"{folder.name}-events.sqlite"))
     print(f"loaded {args.bundle} in {time.perf_counter() - start:.1f} s: "
           f"{bundle.data.name}, {bundle.data.n_users:,} shoppers, {bundle.data.n_items:,} "
           f"items; event log {events.path} ({len(events):,} events, replayed); API docs at "

@@ -511,17 +511,17 @@ def _cmd_assist(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from xsell.models.hybrid import OBJECTIVES
-    from xsell.serving.bundle import fit_bundle, write_bundle
+    from xsell.serving.bundle import check_bundle_target, fit_bundle, write_bundle
 
     objectives = _csv_list(args.objectives)
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown or not objectives:
         raise InputError(f"--objectives {args.objectives!r}: choose from "
                          f"{', '.join(OBJECTIVES)}")
-    out = Path(args.out)
-    if out.exists() and not (out.is_dir() and ((out / "bundle.json").is_file()
-                                               or not any(out.iterdir()))):
-        raise InputError(f"--out {out}: exists and is not an xsell bundle; give a new folder")
+    try:  # before any fitting
+        out = check_bundle_target(args.out)
+    except FileExistsError as err:
+        raise InputError(f"--out {err}; give a new folder") from None
     raw = _load(args)
     data = _clean(raw)
     print(f"fitting (or loading from the cache) the hybrids ({', '.join(objectives)}), the "

@@ -41,7 +41,8 @@ from xsell.data.dataset import Dataset
 from xsell.models.fitting import fit_model
 from xsell.models.hybrid import OBJECTIVES, Hybrid
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "catalogue_fingerprint", "fit_bundle",
+__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "catalogue_fingerprint", "check_bundle_target",
+           "fit_bundle",
            "load_bundle", "write_bundle"]
 
 BUNDLE_FORMAT = "xsell-bundle/1"
@@ -108,6 +109,21 @@ def fit_bundle(data: Dataset, objectives: Sequence[str] = OBJECTIVES,
     return Bundle(data, hybrids, completer, Explainer().fit(data))
 
 
+def check_bundle_target(folder: str | Path) -> Path:
+    """``folder`` if a bundle may be written there (new, empty, or an earlier bundle).
+
+    Raises
+    ------
+    FileExistsError
+        If ``folder`` exists and is not a bundle (it is never overwritten).
+    """
+    folder = Path(folder)
+    if folder.exists() and not (folder.is_dir() and ((folder / MANIFEST).is_file()
+                                                     or not any(folder.iterdir()))):
+        raise FileExistsError(f"{folder}: exists and is not an xsell bundle; not overwriting")
+    return folder
+
+
 def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
     """Write ``bundle`` to ``folder`` atomically; an existing folder is replaced only if it
     is a bundle (or empty).
@@ -117,10 +133,7 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
     FileExistsError
         If ``folder`` exists and is not a bundle.
     """
-    folder = Path(folder)
-    if folder.exists() and not (folder.is_dir() and ((folder / MANIFEST).is_file()
-                                                     or not any(folder.iterdir()))):
-        raise FileExistsError(f"{folder}: exists and is not an xsell bundle; not overwriting")
+    folder = check_bundle_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:

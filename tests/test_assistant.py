@@ -120,7 +120,8 @@ def test_a_real_instacart_conversation_is_grounded():
     shop, split = prepared.data, prepared.split
     train = split.train_dataset(include_validation=True)
     # The configuration the Application cases chapter fits (a cache hit after the book).
-    engine = ProductSearch(signal_models=signal_models_for(split), progress=False).fit(train)
+    engine = ProductSearch(signal_models=signal_models_for(split), max_queries=3000,
+                           progress=False).fit(train)
     messages = load_support_messages(real_data_dir())
     bot = ServiceAssistant(search=engine).fit(messages, shop)
     inter = shop.interactions

@@ -73,8 +73,16 @@ def test_loaded_bundle_ranks_as_the_fitted_models(served, monkeypatch):
     cart = list(fitted.data.item_index[:2])
     np.testing.assert_array_equal(loaded.completer.complete(cart, k=5),
                                   fitted.completer.complete(cart, k=5))
+    for query in ("apples", "something for breakfast"):
+        np.testing.assert_array_equal(
+            loaded.search.rank([query] * 3, users[:3], store=False),
+            fitted.search.rank([query] * 3, users[:3], store=False))
+    message = "I want to track my order"
+    assert loaded.assistant.reply(users[0], message).text == fitted.assistant.reply(
+        users[0], message).text
+    assert loaded.assistant.search is loaded.search  # stored once
     manifest = json.loads((served["folder"] / "bundle.json").read_text())
-    assert manifest["users"] == fitted.data.n_users and manifest["format"] == "xsell-bundle/1"
+    assert manifest["users"] == fitted.data.n_users and manifest["format"] == "xsell-bundle/2"
 
 
 def test_bundle_for_another_catalogue_is_refused(served):
@@ -149,7 +157,8 @@ def test_health_and_openapi(client, served):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["users"] == served["fitted"].data.n_users
     schema = client.get("/openapi.json").json()
-    assert {"/health", "/recommend", "/complete", "/items/{item_id}"} <= set(schema["paths"])
+    assert {"/health", "/recommend", "/complete", "/search", "/assist", "/events",
+            "/items/{item_id}"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
 
 
@@ -215,6 +224,45 @@ def test_complete_and_items(client, served):
     assert client.get(f"/items/{cart[0]}").json()["item_id"] == cart[0]
     r = client.get("/items/NOPE")
     assert r.status_code == 404 and r.json()["detail"]["field"] == "item_id"
+
+
+def test_search_ranks_as_the_fitted_engine_and_names_bad_queries(client, served):
+    data, engine = served["fitted"].data, served["fitted"].search
+    user = str(data.user_index[2])
+    r = client.get("/search", params={"q": "apples", "user": user, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["personalized"] and "note" not in body
+    expected = engine.search("apples", user=user, k=5)
+    assert [it["item_id"] for it in body["items"]] == expected["item_id"].tolist()
+    assert all(it["why"] for it in body["items"])
+    anonymous = client.get("/search", params={"q": "apples", "k": 5}).json()
+    assert not anonymous["personalized"] and "not personalised" in anonymous["note"]
+    for params, status, field in [({"q": "the of and"}, 422, "q"), ({"q": ""}, 422, "q"),
+                                  ({"k": 3}, 422, "q"), ({"q": "milk", "k": 0}, 422, "k"),
+                                  ({"q": "milk", "user": "nobody"}, 404, "user"),
+                                  ({"q": "milk", "quary": "x"}, 422, "quary")]:
+        r = client.get("/search", params=params)
+        assert r.status_code == status and r.json()["detail"]["field"] == field, (params, r.text)
+
+
+def test_assist_answers_from_the_shoppers_orders(client, served):
+    data = served["fitted"].data
+    user = str(data.user_index[4])
+    r = client.post("/assist", json={"user": user, "message": "where is my order?"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["intent"] == "track_order" and body["route"] == "order"
+    mine = data.interactions[data.interactions["user_id"] == user]
+    latest = mine.loc[mine["seq"].idxmax(), "basket_id"]
+    assert {"kind": "latest_order", "value": str(latest)} in body["facts"]
+    assert f"#{latest}" in body["text"]
+    for payload, status, field in [({"user": "nobody", "message": "hi"}, 404, "user"),
+                                   ({"user": user, "message": ""}, 422, "message"),
+                                   ({"user": user, "message": "   "}, 422, "message"),
+                                   ({"user": user}, 422, "message")]:
+        r = client.post("/assist", json=payload)
+        assert r.status_code == status and r.json()["detail"]["field"] == field, r.text
 
 
 def test_malformed_bodies_are_4xx(client):

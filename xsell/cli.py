@@ -510,6 +510,7 @@ def _cmd_assist(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from xsell.data.support import load_support_messages
     from xsell.models.hybrid import OBJECTIVES
     from xsell.serving.bundle import check_bundle_target, fit_bundle, write_bundle
 
@@ -522,12 +523,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         out = check_bundle_target(args.out)
     except FileExistsError as err:
         raise InputError(f"--out {err}; give a new folder") from None
+    messages = load_support_messages(args.messages)
     raw = _load(args)
     data = _clean(raw)
     print(f"fitting (or loading from the cache) the hybrids ({', '.join(objectives)}), the "
-          "basket completer and the explainer ...", file=sys.stderr)
+          "basket completer, the explainer, the product search and the assistant (messages: "
+          f"{messages.name}) ...", file=sys.stderr)
     start = time.perf_counter()
-    bundle = fit_bundle(data, objectives)
+    bundle = fit_bundle(data, objectives, messages=messages, progress=sys.stderr.isatty())
     fitted = time.perf_counter() - start
     write_bundle(bundle, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -707,6 +710,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the bundle's folder (new, or an earlier bundle to replace)")
     fit.add_argument("--objectives", default="all,explore,cross-category",
                      help="the hybrids to fit (what /recommend's 'objective' can ask for)")
+    fit.add_argument("--messages", metavar="PATH",
+                     help="labelled support messages the assistant's intents are learnt "
+                          "from: the Bitext CSV or its folder (default: in $XSELL_DATA_DIR, "
+                          "else the built-in stand-in)")
     fit.set_defaults(func=_cmd_fit)
 
     serve = sub.add_parser("serve", help="serve a bundle over HTTP (FastAPI + uvicorn; "

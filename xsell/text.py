@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,13 +267,17 @@ class TextEncoder:
         self.seed = seed
         self.progress = progress
         self._loaded = None  # (tokenizer, lm), loaded on first use
+        # A served search encodes queries from several threads; a fast tokenizer refuses
+        # concurrent calls ("Already borrowed"), and one model call uses every core anyway.
+        self._lock = threading.RLock()
         self.cache = self._make_cache(cache)
 
     def _language_model(self):
         # Loaded only when a text must be encoded: with a warm cache, reading vectors back
         # needs no weights (loading them costs seconds per model fitted).
-        if self._loaded is None:
-            self._loaded = load_language_model(self.model, self.pretrained, self.seed)
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = load_language_model(self.model, self.pretrained, self.seed)
         return self._loaded
 
     @property
@@ -315,8 +320,12 @@ class TextEncoder:
         return self.tokenizer(list(texts), padding=True, truncation=True,
                               max_length=self.max_length, return_tensors="pt")
 
-    @torch.inference_mode()
     def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._encode_batches(texts)
+
+    @torch.inference_mode()
+    def _encode_batches(self, texts: Sequence[str]) -> np.ndarray:
         lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True,
                                                        max_length=self.max_length)["input_ids"]]
         order = np.argsort(lengths, kind="stable")[::-1]  # longest first: memory peaks early

@@ -35,6 +35,7 @@ import pandas as pd
 from xsell.apps.entities import Entity, extract_entities
 from xsell.apps.intents import EmbeddingIntentClassifier, ScopeThreshold
 from xsell.apps.query import words
+from xsell.checkpoint import Saveable
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset, plain_value
 from xsell.data.support import INTENT_CATEGORIES, SupportMessages
@@ -124,7 +125,7 @@ class Reply:
         return self.text
 
 
-class ServiceAssistant:
+class ServiceAssistant(Saveable):
     """Answers a shopper's messages from their purchase log.
 
     Parameters
@@ -151,6 +152,9 @@ class ServiceAssistant:
     >>> print(bot.reply(user, "where is my order?"))                 # doctest: +SKIP
     """
 
+    # The shop's orders are indexed again from the data on load.
+    _derived_state = frozenset({"dataset_", "shop_"})
+
     def __init__(self, search=None, completer=None, classifier=None,
                  accept_rate: float = 0.99):
         self.search = search
@@ -169,18 +173,25 @@ class ServiceAssistant:
         self.threshold_ = ScopeThreshold(self.accept_rate).fit(
             self.classifier_.in_scope_score(calibration["text"].tolist()))
         self.category_of_ = {i: c for c, group in INTENT_CATEGORIES.items() for i in group}
-        self.shop_ = shop
-        inter = shop.interactions
-        self._titles = shop.items.set_index(S.ITEM)[S.TITLE]
-        self._by_user = {u: rows for u, rows in inter.groupby(S.USER, sort=False)}
+        self._index_shop(shop)
         return self
 
+    def _index_shop(self, shop: Dataset) -> None:
+        self.shop_ = self.dataset_ = shop
+        self._titles = shop.items.set_index(S.ITEM)[S.TITLE]
+        self._by_user = {u: rows for u, rows in shop.interactions.groupby(S.USER, sort=False)}
+
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        super()._restore_state(state, dataset)
+        self._index_shop(dataset)
+
     # ------------------------------------------------------------------ understanding
-    def understand(self, messages: Iterable[str]) -> pd.DataFrame:
-        """Intent, in-scope score and whether it is in scope, for each message."""
+    def understand(self, messages: Iterable[str], store: bool = True) -> pd.DataFrame:
+        """Intent, in-scope score and whether it is in scope, for each message
+        (``store``: keep their vectors in the on-disk embedding cache)."""
         texts = [str(m) for m in messages]
-        proba = self.classifier_.predict_proba(texts)
-        score = self.classifier_.in_scope_score(texts)
+        proba = self.classifier_.predict_proba(texts, store=store)
+        score = self.classifier_.in_scope_score(texts, store=store)
         return pd.DataFrame({"message": texts,
                              "intent": self.classifier_.classes_[proba.argmax(axis=1)],
                              "score": score, "in_scope": self.threshold_.in_scope(score)})
@@ -217,7 +228,7 @@ class ServiceAssistant:
             raise ValueError("the message is empty; write what you need, e.g. 'where is my "
                              "order?'")
         history = self._history(user)
-        seen = self.understand([message]).iloc[0]
+        seen = self.understand([message], store=False).iloc[0]  # a one-off message
         entities = extract_entities(message)
         intent = seen["intent"] if seen["in_scope"] else None
         base = {"user": user, "message": str(message), "intent": intent,

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from xsell.checkpoint import Saveable
 from xsell.text import DEFAULT_MODEL, TextEncoder
 
 #: A one-line description of every Bitext intent, written for the zero-shot classifier
@@ -106,7 +107,7 @@ class IntentClassifier:
         return self.predict_proba(texts).max(axis=1)
 
 
-class EmbeddingIntentClassifier(IntentClassifier):
+class EmbeddingIntentClassifier(IntentClassifier, Saveable):
     """Logistic regression on MiniLM sentence embeddings.
 
     Parameters
@@ -140,10 +141,28 @@ class EmbeddingIntentClassifier(IntentClassifier):
         self.neighbours = neighbours
         self.progress = progress
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    _derived_state = frozenset({"dataset_", "encoder_", "model_"})
+
+    def _encode(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
         if not hasattr(self, "encoder_"):
             self.encoder_ = TextEncoder(self.encoder, progress=self.progress)
-        return self.encoder_.encode([str(t) for t in texts])
+        return self.encoder_.encode([str(t) for t in texts], store=store)
+
+    def _fitted_state(self) -> dict:
+        # The logistic regression as its arrays (no pickle): rebuilt on load.
+        return {**super()._fitted_state(), "classes_": [str(c) for c in self.classes_],
+                "coef_": self.model_.coef_, "intercept_": self.model_.intercept_}
+
+    def _restore_state(self, state: dict, dataset) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        state = dict(state)
+        model = LogisticRegression(C=self.C, max_iter=3000)
+        model.coef_, model.intercept_ = state.pop("coef_"), state.pop("intercept_")
+        model.classes_ = np.array(state.pop("classes_"), dtype=object)
+        model.n_features_in_ = model.coef_.shape[1]
+        super()._restore_state(state, dataset)
+        self.model_, self.classes_ = model, model.classes_
 
     def fit(self, texts: Sequence[str], intents: Sequence[str]) -> EmbeddingIntentClassifier:
         """Encode the messages and fit the logistic regression."""
@@ -156,11 +175,12 @@ class EmbeddingIntentClassifier(IntentClassifier):
         self.train_vectors_ = X
         return self
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of each intent (columns in ``classes_`` order)."""
-        return self.model_.predict_proba(self._encode(texts))
+    def predict_proba(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
+        """Probability of each intent (columns in ``classes_`` order); ``store``: keep the
+        messages' vectors in the on-disk embedding cache (not a served shopper's)."""
+        return self.model_.predict_proba(self._encode(texts, store))
 
-    def in_scope_score(self, texts: Sequence[str]) -> np.ndarray:
+    def in_scope_score(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
         """How much each message looks like the intents trained on (higher = in scope).
 
         The mean of two parts on the same scale: the top intent's probability, and the
@@ -169,7 +189,7 @@ class EmbeddingIntentClassifier(IntentClassifier):
         training messages lie -- a message from an unseen intent can be confidently
         misclassified, but it is rarely close to many training messages.
         """
-        X = self._encode(texts)
+        X = self._encode(texts, store)
         probability = self.model_.predict_proba(X).max(axis=1)
         sims = X @ self.train_vectors_.T
         k = min(self.neighbours, sims.shape[1])
@@ -208,8 +228,9 @@ class TfidfIntentClassifier(IntentClassifier):
         self.classes_ = self.model_.classes_
         return self
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of each intent (columns in ``classes_`` order)."""
+    def predict_proba(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
+        """Probability of each intent (columns in ``classes_`` order; ``store`` is
+        accepted for the common interface: nothing is cached here)."""
         return self.model_.predict_proba([str(t) for t in texts])
 
 
@@ -248,16 +269,17 @@ class ZeroShotIntentClassifier(IntentClassifier):
         self.description_vectors_ = self.encoder_.encode([described[i] for i in wanted])
         return self
 
-    def similarities(self, texts: Sequence[str]) -> np.ndarray:
+    def similarities(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
         """Cosine similarity of each message to each intent description."""
-        return self.encoder_.encode([str(t) for t in texts]) @ self.description_vectors_.T
+        vectors = self.encoder_.encode([str(t) for t in texts], store=store)
+        return vectors @ self.description_vectors_.T
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax of the similarities over ``classes_``."""
-        return _softmax(self.similarities(texts) / self.temperature)
+    def predict_proba(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
+        """Softmax of the similarities over ``classes_`` (``store``: cache the vectors)."""
+        return _softmax(self.similarities(texts, store) / self.temperature)
 
 
-class ScopeThreshold:
+class ScopeThreshold(Saveable):
     """Accept a message as in scope when its score reaches a threshold.
 
     The threshold is the ``1 - accept_rate`` quantile of in-scope validation scores:

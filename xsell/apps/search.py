@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from xsell.apps.retrieval import DenseIndex, LexicalIndex, search_text
 from xsell.apps.search_protocol import QUERY_KINDS, RANK_DEPTH, build_queries, query_table
+from xsell.checkpoint import Saveable
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.models.base import check_count, top_k
@@ -118,8 +119,13 @@ def signal_models_for(split) -> dict[str, dict]:
             for name, params in SIGNAL_MODELS.items()}
 
 
-class ProductSearch:
+class ProductSearch(Saveable):
     """Product search over a catalogue, personalised by each shopper's purchases.
+
+    A fitted search saves to a verified folder (:class:`xsell.checkpoint.Saveable`): the
+    weights, the behaviour models and the products' text vectors; the BM25 index and the
+    shoppers' counts are rebuilt from the data on load (a second on Instacart), so a
+    loaded search ranks as the fitted one without encoding the catalogue again.
 
     Parameters
     ----------
@@ -154,7 +160,13 @@ class ProductSearch:
         over first-time ones; ``validation_["queries"]`` counts them.
     features_ : tuple of str
         The ranking features: the signals, then the discovery features (``"new:..."``).
+    models_ : dict
+        ``{name: fitted model}`` of the behaviour signals.
     """
+
+    # Rebuilt from the data (and the saved text vectors) on load.
+    _derived_state = frozenset({"dataset_", "items_", "text_encoder_", "lexical_", "dense_",
+                                "users_", "popularity_"})
 
     def __init__(self, lexical_pool: int = LEXICAL_POOL, dense_pool: int = DENSE_POOL,
                  signal_models: dict | None = None, query_kinds: Sequence[str] = QUERY_KINDS,
@@ -182,13 +194,7 @@ class ProductSearch:
             if kind not in QUERY_KINDS:
                 raise ValueError(f"query_kinds: {kind!r} is not one of {', '.join(QUERY_KINDS)}")
         self.dataset_ = train
-        self.items_ = train.item_index
-        self.text_encoder_ = TextEncoder(self.encoder, progress=self.progress)
-        self.lexical_ = LexicalIndex(search_text(train).tolist())
-        self.dense_ = DenseIndex(self.text_encoder_.encode(item_texts(train).tolist()))
-        self._levels = self._category_levels(train)
-        self._catalogue = train.items.set_index(S.ITEM).reindex(self.items_).assign(
-            department=train.item_category(0).to_numpy())  # what explanations show
+        self._index(train)
         params = self._signal_params()
         if "buy-again" not in params:
             raise ValueError("signal_models must include 'buy-again' (what the shopper has "
@@ -214,6 +220,28 @@ class ProductSearch:
         self._use(train)
         return self
 
+    def _index(self, data: Dataset, vectors: np.ndarray | None = None) -> None:
+        """The catalogue's text indexes (``vectors``: its saved text vectors, else encoded)."""
+        self.items_ = data.item_index
+        self.text_encoder_ = TextEncoder(self.encoder, progress=self.progress)
+        self.lexical_ = LexicalIndex(search_text(data).tolist())
+        if vectors is None:
+            vectors = self.text_encoder_.encode(item_texts(data).tolist())
+        self.dense_ = DenseIndex(vectors)
+        self._levels = self._category_levels(data)
+        self._catalogue = data.items.set_index(S.ITEM).reindex(self.items_).assign(
+            department=data.item_category(0).to_numpy())  # what explanations show
+
+    def _fitted_state(self) -> dict:
+        return {**super()._fitted_state(), "item_vectors_": self.dense_.vectors}
+
+    def _restore_state(self, state: dict, dataset: Dataset) -> None:
+        state = dict(state)
+        vectors = state.pop("item_vectors_")
+        super()._restore_state(state, dataset)
+        self._index(dataset, vectors)
+        self._use(dataset, self.models_)
+
     def _key_params(self) -> dict:
         return {"lexical_pool": self.lexical_pool, "dense_pool": self.dense_pool,
                 "signal_models": self._signal_params(), "query_kinds": list(self.query_kinds),
@@ -234,10 +262,13 @@ class ProductSearch:
             queries["query_id"] = queries.groupby("query_id", sort=True).ngroup()
         return queries
 
-    def _use(self, data: Dataset) -> None:
-        """Fit (or fetch from the cache) the behaviour signals on ``data``."""
-        params = self._signal_params()
-        self.models_ = {name: fit_model(name, p, data, cache=True) for name, p in params.items()}
+    def _use(self, data: Dataset, models: dict | None = None) -> None:
+        """Fit (or fetch from the cache) the behaviour signals on ``data`` -- or use
+        ``models``, already fitted on it -- and count each shopper's purchases."""
+        if models is None:
+            models = {name: fit_model(name, p, data, cache=True)
+                      for name, p in self._signal_params().items()}
+        self.models_ = models
         inter = data.interactions
         self.users_ = data.user_index
         self._user_rows = self.users_.get_indexer(inter[S.USER])

@@ -7,6 +7,10 @@ does not validate (the first of pydantic's errors named, all of them under ``err
 asks what the bundle cannot do. An unexpected failure is a 500 with a one-line body -- the traceback goes to the
 server's log, never to the client.
 
+``GET /search`` ranks the catalogue for a query, personalised by the shopper's purchases
+at the fit (a shopper new since then is served the non-personal ranking, and the answer
+says so); ``POST /assist`` answers a customer-service message from the shopper's orders.
+
 ``POST /events`` logs a purchase durably (:class:`~xsell.serving.events.EventLog`) before
 it answers, and the shopper's next ``/recommend`` scores from their history with it; on
 start the log is replayed, so a restarted server serves the state it had.
@@ -19,29 +23,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from xsell import __version__
+from xsell.apps.query import EmptyQueryError
 from xsell.cross_sell.completion import as_ids, departments_left
 from xsell.cross_sell.service import complete_cart, recommend_for_user
+from xsell.data import schema as S
 from xsell.data.dataset import plain_value
 from xsell.serving.bundle import Bundle
 from xsell.serving.events import EventLog, LiveHistories
 from xsell.serving.schemas import (
+    AssistRequest,
+    AssistResponse,
     CompleteRequest,
     CompleteResponse,
     Error,
     EventRequest,
     EventResponse,
+    Fact,
     Health,
     Item,
     RecommendRequest,
     RecommendResponse,
+    SearchItem,
+    SearchRequest,
+    SearchResponse,
 )
 
 __all__ = ["ApiError", "create_app"]
@@ -152,6 +165,42 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         return CompleteResponse(cart=[_item(data, i) for i in items], items=_ranked(table),
                                 took_ms=_ms(start))
 
+    @app.get("/search", response_model=SearchResponse, responses=errors,
+             response_model_exclude_none=True)
+    def search(params: Annotated[SearchRequest, Query()]) -> SearchResponse:
+        user, note = None, None
+        if params.user is not None:
+            user = _known_user(data, params.user)
+            if user is None and not live.has_events(params.user):
+                _user(data, params.user)  # 404, naming the id
+            if user is None:
+                note = ("a shopper new since the bundle was fitted: the ranking is not "
+                        "personalised until the next fit")
+        start = time.perf_counter()
+        try:
+            table = bundle.search.search(params.q, user=user, k=params.k)
+        except EmptyQueryError as err:
+            raise ApiError(422, "q", _shown(params.q), str(err)) from None
+        items = [SearchItem(item_id=plain_value(row[S.ITEM]), title=str(row["title"]),
+                            department=_text(row["department"]), why=str(row["why"]))
+                 for _, row in table.iterrows()]
+        return SearchResponse(query=params.q, user=params.user, personalized=user is not None,
+                              note=note or table.attrs.get("note"), items=items,
+                              took_ms=_ms(start))
+
+    @app.post("/assist", response_model=AssistResponse, responses=errors)
+    def assist(body: AssistRequest) -> AssistResponse:
+        user = _user(data, body.user)
+        start = time.perf_counter()
+        try:
+            reply = bundle.assistant.reply(user, body.message)
+        except ValueError as err:  # a message of only white space
+            raise ApiError(422, "message", _shown(body.message), str(err)) from None
+        return AssistResponse(user=body.user, intent=reply.intent, route=reply.route,
+                              text=reply.text, took_ms=_ms(start),
+                              facts=[Fact(kind=f.kind, value=_json_value(f.value))
+                                     for f in reply.facts])
+
     @app.post("/events", response_model=EventResponse, status_code=201, responses=errors)
     def add_event(body: EventRequest) -> EventResponse:
         items = _items(data, body.items, "items")
@@ -244,6 +293,13 @@ def _ranked(table: pd.DataFrame) -> list[dict]:
                 entry[name] = plain_value(row[name])
         out.append(entry)
     return out
+
+
+def _json_value(value):
+    """A fact's value as JSON: tuples become lists, numpy scalars plain numbers."""
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    return plain_value(value)
 
 
 def _text(value) -> str | None:

@@ -4,7 +4,8 @@
 
     DIR/bundle.json    format, xsell version, date, the data's and catalogue's fingerprints
     DIR/data/          the cleaned training data the models were fitted on
-    DIR/models/        the hybrid of each objective and the basket completer
+    DIR/models/        the hybrid of each objective, the basket completer, the explainer,
+                       the product search and the customer-service assistant
 
 ``data/`` and ``models/`` are verified folders of :mod:`xsell.checkpoint` (JSON + parquet
 + npz + safetensors, every file's SHA-256 checked before it is decoded, no pickle), and
@@ -15,6 +16,7 @@ and renamed into place: a reader sees the old bundle or the complete new one.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -28,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from xsell import __version__
+from xsell.apps.assistant import ServiceAssistant
+from xsell.apps.search import ProductSearch
 from xsell.checkpoint import (
     CheckpointError,
     data_fingerprint,
@@ -38,6 +42,7 @@ from xsell.checkpoint import (
 from xsell.cross_sell.completion import BasketCompleter
 from xsell.cross_sell.explain import Explainer
 from xsell.data.dataset import Dataset
+from xsell.data.support import SupportMessages, load_support_messages
 from xsell.models.fitting import fit_model
 from xsell.models.hybrid import OBJECTIVES, Hybrid
 
@@ -45,7 +50,7 @@ __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "catalogue_fingerprint", "c
            "fit_bundle",
            "load_bundle", "write_bundle"]
 
-BUNDLE_FORMAT = "xsell-bundle/1"
+BUNDLE_FORMAT = "xsell-bundle/2"
 MANIFEST = "bundle.json"
 
 
@@ -75,6 +80,10 @@ class Bundle:
         The fitted basket completer.
     explainer : xsell.cross_sell.explain.Explainer
         "Because you bought" evidence, fitted on ``data``.
+    search : xsell.apps.search.ProductSearch
+        The personalised product search.
+    assistant : xsell.apps.assistant.ServiceAssistant
+        The customer-service assistant (using ``search`` and ``completer``).
     manifest : dict
         ``bundle.json`` (format, version, fingerprints, what it holds).
     """
@@ -83,11 +92,14 @@ class Bundle:
     hybrids: dict[str, Hybrid]
     completer: BasketCompleter
     explainer: Explainer
+    search: ProductSearch
+    assistant: ServiceAssistant
     manifest: dict = field(default_factory=dict)
 
 
 def fit_bundle(data: Dataset, objectives: Sequence[str] = OBJECTIVES,
-               cache: bool = True) -> Bundle:
+               messages: SupportMessages | None = None, cache: bool = True,
+               progress: bool = False) -> Bundle:
     """Fit what serving needs on cleaned ``data`` (through the result cache by default).
 
     Parameters
@@ -99,6 +111,12 @@ def fit_bundle(data: Dataset, objectives: Sequence[str] = OBJECTIVES,
     cache : bool
         Fit through the on-disk cache (:mod:`xsell.cache`): a model the commands or the
         chapters fitted with the same data and hyperparameters is read back.
+    messages : xsell.data.support.SupportMessages, optional
+        What the assistant's intent classifier learns from (default
+        :func:`~xsell.data.support.load_support_messages`: Bitext's messages under
+        ``$XSELL_DATA_DIR``, else the built-in stand-in).
+    progress : bool
+        Show progress bars (encoding, training).
     """
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown or not objectives:
@@ -106,7 +124,11 @@ def fit_bundle(data: Dataset, objectives: Sequence[str] = OBJECTIVES,
                          f"choose from {', '.join(OBJECTIVES)}")
     hybrids = {o: fit_model("hybrid", {"objective": o}, data, cache=cache) for o in objectives}
     completer = fit_model("basket-completer", {}, data, cache=cache)
-    return Bundle(data, hybrids, completer, Explainer().fit(data))
+    # The search's behaviour signals are the hybrids' components (the same fits).
+    search = ProductSearch(cache=cache, progress=progress).fit(data)
+    messages = load_support_messages() if messages is None else messages
+    assistant = ServiceAssistant(search=search, completer=completer).fit(messages, data)
+    return Bundle(data, hybrids, completer, Explainer().fit(data), search, assistant)
 
 
 def check_bundle_target(folder: str | Path) -> Path:
@@ -143,6 +165,11 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
         models = {f"hybrid-{o}": m for o, m in bundle.hybrids.items()}
         models["basket-completer"] = bundle.completer
         models["explainer"] = bundle.explainer
+        models["search"] = bundle.search
+        # the assistant's search and completer are the bundle's own: stored once
+        assistant = copy.copy(bundle.assistant)
+        assistant.search = assistant.completer = None
+        models["assistant"] = assistant
         write_folder(tmp / "models", models)
         manifest = {"format": BUNDLE_FORMAT, "xsell_version": __version__,
                     "created": datetime.datetime.now(datetime.timezone.utc)
@@ -216,11 +243,16 @@ def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
         raise BundleError(str(err)) from None
     hybrids = {o: models.get(f"hybrid-{o}") for o in manifest.get("objectives", [])}
     completer, explainer = models.get("basket-completer"), models.get("explainer")
+    search, assistant = models.get("search"), models.get("assistant")
     if not hybrids or not all(isinstance(m, Hybrid) for m in hybrids.values()) or not (
-            isinstance(completer, BasketCompleter) and isinstance(explainer, Explainer)):
+            isinstance(completer, BasketCompleter) and isinstance(explainer, Explainer)
+            and isinstance(search, ProductSearch)
+            and isinstance(assistant, ServiceAssistant)):
         raise BundleError(f"{folder / 'models'}: does not hold the hybrids "
-                          f"{manifest.get('objectives')}, a basket completer and an explainer")
-    return Bundle(data, hybrids, completer, explainer, manifest)
+                          f"{manifest.get('objectives')}, a basket completer, an explainer, "
+                          "a product search and an assistant")
+    assistant.search, assistant.completer = search, completer
+    return Bundle(data, hybrids, completer, explainer, search, assistant, manifest)
 
 
 def _plain(value):

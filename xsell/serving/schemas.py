@@ -11,6 +11,12 @@ running server documents every field at ``/docs`` and ``/openapi.json``).
                        ``took_ms``
 ``RankedItem``         ``item_id``, ``title``, ``department``, ``new_department``,
                        ``because``, ``evidence``, ``contribution``
+``SearchRequest``      ``q``, ``user`` (optional), ``k`` -- the query string of
+                       ``GET /search``
+``SearchResponse``     ``query``, ``user``, ``personalized``, ``note``, ``items`` (each
+                       with ``why``), ``took_ms``
+``AssistRequest``      ``user``, ``message``
+``AssistResponse``     ``user``, ``intent``, ``route``, ``text``, ``facts``, ``took_ms``
 ``EventRequest``       ``user``, ``items``, ``timestamp`` (optional, ISO 8601)
 ``EventResponse``      ``event_id``, ``user``, ``items``, ``baskets_since_fit``,
                        ``took_ms``
@@ -35,7 +41,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 MAX_K = 100
 #: Largest cart ``/complete`` accepts.
 MAX_CART = 200
-
+#: Longest search query or assistant message, in characters.
+MAX_TEXT = 1000
 
 
 def _integer_as_text(value):
@@ -73,6 +80,22 @@ class CompleteRequest(_Request):
     explain: bool = True
 
 
+class SearchRequest(_Request):
+    """A search box's query (sent as ``GET /search?q=...&user=...&k=...``)."""
+
+    q: str = Field(min_length=1, max_length=MAX_TEXT, description="what the shopper typed")
+    user: Id | None = Field(None, description="the shopper, if known: the ranking is then "
+                            "personalised by what they buy")
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+class AssistRequest(_Request):
+    """One message to the customer-service assistant."""
+
+    user: Id = Field(description="a customer of the bundle's data")
+    message: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
 class EventRequest(_Request):
     """A purchase that just happened: logged, and the shopper's next lists reflect it."""
 
@@ -107,6 +130,39 @@ class RankedItem(Item):
     evidence: str | None = Field(None, description="co-occurrence or text similarity")
     contribution: float | None = Field(None, description="that purchase's share of the "
                                        "evidence")
+
+
+class SearchItem(Item):
+    """A search result and why it was ranked there."""
+
+    why: str = Field(description="e.g. 'text match: apple; you buy this (3x)'")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    user: Id | None
+    personalized: bool = Field(description="ranked with the shopper's purchases")
+    note: str | None = Field(None, description="why the ranking is not personalised")
+    items: list[SearchItem]
+    took_ms: float
+
+
+class Fact(BaseModel):
+    """A statement of a reply about the shopper's data, checkable against it
+    (:class:`xsell.apps.assistant.Fact`)."""
+
+    kind: str = Field(description="order, latest_order, order_size, order_item, usual, "
+                      "complement, search_result, not_their_order or amount")
+    value: Any
+
+
+class AssistResponse(BaseModel):
+    user: Id
+    intent: str | None = Field(description="the message's intent; None: out of scope")
+    route: str = Field(description="order, search, usuals, handoff or out-of-scope")
+    text: str
+    facts: list[Fact]
+    took_ms: float
 
 
 class RecommendResponse(BaseModel):

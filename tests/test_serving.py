@@ -184,6 +184,23 @@ def test_recommend_serves_each_objective_with_explanations(client, served):
     assert "because" not in bare["items"][0]
 
 
+def test_two_tower_alone_is_served_from_its_index(client, served):
+    bundle = served["bundle"]
+    data = bundle.data
+    for user in map(str, data.user_index[:4]):
+        r = client.post("/recommend", json={"user": user, "k": 6, "model": "two-tower"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == "two-tower" and all(it["because"] for it in body["items"])
+        expected = bundle.two_tower.recommend([user], k=6, exclude_seen=True)[0]
+        assert [it["item_id"] for it in body["items"]] == list(expected)
+    r = client.post("/recommend", json={"user": "U00003", "model": "two-tower",
+                                        "objective": "cross-category"})
+    assert r.status_code == 422 and r.json()["detail"]["field"] == "objective"
+    r = client.post("/recommend", json={"user": "nobody", "model": "two-tower"})
+    assert r.status_code == 404 and r.json()["detail"]["value"] == "nobody"
+
+
 @pytest.mark.parametrize("body, status, field", [
     ({"user": "nobody"}, 404, "user"),
     ({"user": "Ünïcødé 🛒"}, 404, "user"),
@@ -192,6 +209,7 @@ def test_recommend_serves_each_objective_with_explanations(client, served):
     ({"user": "U00003", "k": "ten"}, 422, "k"),
     ({"user": "U00003", "objective": "best"}, 422, "objective"),
     ({"user": "U00003", "objectve": "all"}, 422, "objectve"),
+    ({"user": "U00003", "model": "gpt"}, 422, "model"),
     ({"k": 3}, 422, "user"),
     ({"user": ["U00003"]}, 422, "user"),
 ])
@@ -307,6 +325,8 @@ def test_an_event_changes_the_next_list_without_a_refit(served, tmp_path):
         user = str(data.user_index[5])
         before = [it["item_id"] for it in c.post("/recommend", json={"user": user, "k": 8})
                   .json()["items"]]
+        tower = {"user": user, "k": 8, "model": "two-tower"}
+        tower_before = [it["item_id"] for it in c.post("/recommend", json=tower).json()["items"]]
         bought = before[:3]  # they buy three of the items they were shown
         r = c.post("/events", json={"user": user, "items": bought,
                                      "timestamp": "2026-12-05T10:00:00"})
@@ -323,12 +343,20 @@ def test_an_event_changes_the_next_list_without_a_refit(served, tmp_path):
         expected = recommend_for_user(bundle.hybrids["explore"], k=8,
                                       interactions=pd.concat([rows, basket]))
         assert after == list(expected.index)
+        # the two-tower's list: the user tower ran on the new history at the event
+        tower_after = [it["item_id"] for it in c.post("/recommend", json=tower).json()["items"]]
+        history = pd.concat([rows, basket])
+        assert tower_after != tower_before and not set(bought) & set(tower_after)
+        assert tower_after == list(bundle.two_tower.recommend(
+            [user], k=8, exclude_seen=True, history=history)[0])
         # a shopper new since the fit is served from their events alone
         assert c.post("/recommend", json={"user": "newcomer"}).status_code == 404
         assert c.post("/events", json={"user": "newcomer", "items": bought}).status_code == 201
         fresh = c.post("/recommend", json={"user": "newcomer", "k": 5})
         assert fresh.status_code == 200 and len(fresh.json()["items"]) == 5
         assert not set(bought) & {it["item_id"] for it in fresh.json()["items"]}
+        fresh = c.post("/recommend", json={"user": "newcomer", "k": 5, "model": "two-tower"})
+        assert fresh.status_code == 200 and len(fresh.json()["items"]) == 5
         r = c.post("/events", json={"user": user, "items": ["NOPE"]})
         assert r.status_code == 404 and r.json()["detail"]["value"] == ["NOPE"]
         assert c.post("/events", json={"user": user, "items": []}).status_code == 422
@@ -437,28 +465,30 @@ def test_a_killed_server_restores_every_acknowledged_event(served, tmp_path):
         assert before != fitted  # the events changed lists: a lost replay would show
         stop = time.monotonic() + 60  # the load stops by itself
 
-        def load(seed: int) -> list[int]:
-            rng, mine = random.Random(seed), []
+        answered: list[int] = []  # acknowledged by the load's clients (appends are atomic)
+
+        def load(seed: int) -> None:
+            rng = random.Random(seed)
             with httpx.Client(base_url=url, timeout=10) as c:
                 while time.monotonic() < stop:
                     body = {"user": rng.choice(users[4:]), "items": rng.sample(items, 2)}
                     try:
                         r = c.post("/events", json=body)
                     except httpx.TransportError:
-                        return mine  # the server is gone
+                        return  # the server is gone
                     assert r.status_code == 201, r.text
-                    mine.append(r.json()["event_id"])
-            return mine
+                    answered.append(r.json()["event_id"])
 
         reader = EventLog(events)
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(load, seed) for seed in range(8)]
-            while len(reader) < 60 and time.monotonic() < stop:
-                time.sleep(0.05)
+            while len(answered) < 60 and time.monotonic() < stop:
+                time.sleep(0.02)
             os.kill(proc.pid, signal.SIGKILL)  # mid-load
             proc.wait()
             for f in futures:
-                acked.extend(f.result())
+                f.result()  # a failed request fails the test here
+        acked.extend(answered)
     finally:
         if proc.poll() is None:
             proc.kill()

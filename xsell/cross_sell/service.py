@@ -21,9 +21,18 @@ from xsell.models.base import Recommender, check_count
 
 
 def _describe(dataset: Dataset, ids) -> pd.DataFrame:
-    items = dataset.items.set_index(S.ITEM).reindex(ids)
-    return pd.DataFrame({"title": items[S.TITLE].to_numpy() if S.TITLE in items else ids,
-                         "department": dataset.item_category(0).reindex(ids).to_numpy()},
+    # By catalogue position, not by re-indexing the item table (a served list's cost).
+    ids = np.asarray(ids)
+    codes = dataset.item_index.get_indexer(ids)
+    known = codes >= 0
+
+    def column(values: pd.Series) -> np.ndarray:
+        out = np.full(len(ids), np.nan, dtype=object)
+        out[known] = values.iloc[codes[known]].to_numpy()  # only these rows converted
+        return out
+
+    titles = column(dataset.items[S.TITLE]) if S.TITLE in dataset.items else ids
+    return pd.DataFrame({"title": titles, "department": column(dataset.item_category(0))},
                         index=pd.Index(ids, name=S.ITEM))
 
 
@@ -67,9 +76,22 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
     else:
         user = as_ids([user], data.user_index)[0]
         data.user_codes([user])  # raises, naming an unknown user
-        past = data.interactions[data.interactions[S.USER] == user]
+        past = data.user_interactions(user)
         ids = model.recommend([user], k=k, exclude_seen=True)[0]
-    # A small catalogue pads the list with items the user has (ranked last): not new.
+    out = describe_list(data, ids, past, explainer)
+    out.attrs["fallback"] = fallback
+    return out
+
+
+def describe_list(data: Dataset, ids, past: pd.DataFrame,
+                  explainer: Explainer | None = None) -> pd.DataFrame:
+    """A shopper's ranked item ids as :func:`recommend_for_user` shows them.
+
+    Items in ``past`` (the shopper's interaction rows) are dropped -- a small catalogue pads
+    a list with them, ranked last --; each item gets its ``title``, ``department`` and
+    ``new_department`` and, with an ``explainer``, the purchase that supports it.
+    """
+    ids = np.asarray(ids)
     ids = ids[~np.isin(ids, past[S.ITEM].unique())]
     out = _describe(data, ids)
     bought = set(data.item_category(0).reindex(past[S.ITEM]).tolist())
@@ -80,7 +102,6 @@ def recommend_for_user(model: Recommender, user=None, k: int = 10,
         out["because"] = _describe(data, why["because"].to_numpy())["title"].to_numpy()
         out["evidence"] = why["evidence"].to_numpy()
         out["contribution"] = why["contribution"].round(3).to_numpy()
-    out.attrs["fallback"] = fallback
     return out
 
 

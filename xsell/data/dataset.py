@@ -51,6 +51,7 @@ class Dataset:
         self._item_index: pd.Index | None = None
         self._user_index: pd.Index | None = None
         self._item_categories: dict[int, pd.Series] = {}
+        self._user_rows: dict | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,6 +194,18 @@ class Dataset:
     def item_codes(self, items) -> np.ndarray:
         """Map item ids to integer codes; raises ``KeyError`` naming unknown ids."""
         return _codes(self.item_index, items, "item")
+
+    def user_interactions(self, user) -> pd.DataFrame:
+        """The interaction rows of ``user`` (none for an id the data lacks), in table order.
+
+        The rows of every user are located once (a served request would otherwise scan
+        the whole table: 10 ms on Instacart's sample); datasets are treated as immutable.
+        """
+        if self._user_rows is None:
+            self._user_rows = self.interactions.groupby(S.USER, sort=False,
+                                                        observed=True).indices
+        rows = self._user_rows.get(user)
+        return self.interactions.iloc[rows if rows is not None else np.empty(0, np.intp)]
 
     # ------------------------------------------------------------------ categories
     @property

@@ -7,13 +7,16 @@ does not validate (the first of pydantic's errors named, all of them under ``err
 asks what the bundle cannot do. An unexpected failure is a 500 with a one-line body -- the traceback goes to the
 server's log, never to the client.
 
+``POST /recommend`` with ``"model": "two-tower"`` serves the LM two-tower alone from the
+nearest-neighbour index of its item vectors (:mod:`xsell.serving.retrieval`).
 ``GET /search`` ranks the catalogue for a query, personalised by the shopper's purchases
 at the fit (a shopper new since then is served the non-personal ranking, and the answer
 says so); ``POST /assist`` answers a customer-service message from the shopper's orders.
 
 ``POST /events`` logs a purchase durably (:class:`~xsell.serving.events.EventLog`) before
-it answers, and the shopper's next ``/recommend`` scores from their history with it; on
-start the log is replayed, so a restarted server serves the state it had.
+it answers and runs the user tower on the shopper's new history; their next
+``/recommend`` (hybrid or two-tower) scores from their history with it. On start the log
+is replayed, so a restarted server serves the state it had.
 
 The models are read-only here, so requests run concurrently in FastAPI's thread pool.
 """
@@ -34,11 +37,12 @@ from fastapi.responses import JSONResponse
 from xsell import __version__
 from xsell.apps.query import EmptyQueryError
 from xsell.cross_sell.completion import as_ids, departments_left
-from xsell.cross_sell.service import complete_cart, recommend_for_user
+from xsell.cross_sell.service import complete_cart, describe_list, recommend_for_user
 from xsell.data import schema as S
 from xsell.data.dataset import plain_value
 from xsell.serving.bundle import Bundle
 from xsell.serving.events import EventLog, LiveHistories
+from xsell.serving.retrieval import TwoTowerRetriever
 from xsell.serving.schemas import (
     AssistRequest,
     AssistResponse,
@@ -85,6 +89,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     log_file = None if events is None else str(events.path)
     events = events if events is not None else EventLog(":memory:")
     live = LiveHistories(data)
+    retriever = None if bundle.two_tower is None else TwoTowerRetriever(bundle.two_tower)
     ordered = threading.Lock()
     skipped = 0
     for event in events.events():
@@ -93,9 +98,15 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
             skipped += 1  # logged for an earlier catalogue: the next fit reads it
             continue
         live.add(event, list(items))
+    for user in live.users() if retriever is not None else ():
+        # the replayed shoppers' user vectors, from their histories
+        retriever.update(user, live.history(user, _known_user(data, user)))
     if skipped:
         log.warning("%s: %d events name items this bundle's catalogue lacks; not replayed",
                     log_file, skipped)
+    # MiniLM is read on first use: load it now, not during a shopper's first query
+    bundle.search.text_encoder_.encode(["warm up"], store=False)
+    bundle.assistant.understand(["warm up"], store=False)
     app = FastAPI(title="xsell", version=__version__,
                   description=f"Cross-category recommendations for {data.name} "
                               f"({data.n_users:,} shoppers, {data.n_items:,} items).")
@@ -134,6 +145,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     @app.post("/recommend", response_model=RecommendResponse, responses=errors,
               response_model_exclude_none=True)
     def recommend(body: RecommendRequest) -> RecommendResponse:
+        if body.model == "two-tower":
+            return recommend_two_tower(body)
         model = bundle.hybrids.get(body.objective)
         if model is None:
             raise ApiError(422, "objective", body.objective,
@@ -147,7 +160,25 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         else:
             table = recommend_for_user(model, _user(data, body.user), k=body.k,
                                        explainer=explainer)
-        return RecommendResponse(user=body.user, objective=body.objective,
+        return RecommendResponse(user=body.user, objective=body.objective, model=body.model,
+                                 items=_ranked(table), took_ms=_ms(start))
+
+    def recommend_two_tower(body: RecommendRequest) -> RecommendResponse:
+        if retriever is None:
+            raise ApiError(422, "model", body.model, "this bundle's hybrids have no two-tower")
+        if body.objective == "cross-category":
+            raise ApiError(422, "objective", body.objective, "the two-tower alone serves the "
+                           "objectives all and explore (cross-category is the hybrid's)")
+        if not retriever.has_user(body.user):
+            _user(data, body.user)  # 404, naming the id
+        start = time.perf_counter()
+        # both objectives list items new to the shopper, as the hybrids' lists do
+        ids = retriever.recommend(body.user, k=body.k)
+        uid = _known_user(data, body.user)
+        past = (live.history(body.user, uid) if live.has_events(body.user)
+                else data.user_interactions(uid))
+        table = describe_list(data, ids, past, bundle.explainer if body.explain else None)
+        return RecommendResponse(user=body.user, objective=body.objective, model=body.model,
                                  items=_ranked(table), took_ms=_ms(start))
 
     @app.post("/complete", response_model=CompleteResponse, responses=errors,
@@ -209,6 +240,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         with ordered:  # the served order of a shopper's baskets is the log's order
             event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
             live.add(event, items)
+            if retriever is not None:  # the user tower on the new history
+                retriever.update(body.user, live.history(body.user,
+                                                         _known_user(data, body.user)))
         return EventResponse(event_id=event.event_id, user=body.user, items=len(items),
                              baskets_since_fit=live.n_baskets(body.user), took_ms=_ms(start))
 

@@ -96,6 +96,13 @@ class Bundle:
     assistant: ServiceAssistant
     manifest: dict = field(default_factory=dict)
 
+    @property
+    def two_tower(self):
+        """The fitted LM two-tower, the first hybrid's component (None when the hybrids
+        were fitted without one)."""
+        return next((h.components_["two-tower"] for h in self.hybrids.values()
+                     if "two-tower" in h.components_), None)
+
 
 def fit_bundle(data: Dataset, objectives: Sequence[str] = OBJECTIVES,
                messages: SupportMessages | None = None, cache: bool = True,

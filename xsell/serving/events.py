@@ -127,6 +127,11 @@ class LiveHistories:
                 (event.event_id, tuple(items)))
             self.n_events += 1
 
+    def users(self) -> list[str]:
+        """The shoppers with events (their ids as text)."""
+        with self._lock:
+            return list(self._baskets)
+
     def has_events(self, user) -> bool:
         return self.key(user) in self._baskets
 
@@ -144,7 +149,7 @@ class LiveHistories:
             return None
         data = self.data
         cols = [S.USER, S.ITEM, S.BASKET, S.SEQ]
-        past = (data.interactions[data.interactions[S.USER] == uid] if uid is not None
+        past = (data.user_interactions(uid) if uid is not None
                 else data.interactions.iloc[0:0])
         who = uid if uid is not None else self.key(user)
         first = int(past[S.SEQ].max()) + 1 if len(past) else 0
@@ -153,3 +158,4 @@ class LiveHistories:
                 for n, (eid, items) in enumerate(baskets)]
         out = pd.concat([past[cols].astype({S.BASKET: object}), *rows], ignore_index=True)
         return out.astype({S.ITEM: data.interactions[S.ITEM].dtype})
+

@@ -3,8 +3,10 @@ running server documents every field at ``/docs`` and ``/openapi.json``).
 
 =====================  ==============================================================
 ``RecommendRequest``   ``user``, ``k`` (1-100, default 10), ``objective`` (``all``,
-                       ``explore`` -- the default -- or ``cross-category``), ``explain``
-``RecommendResponse``  ``user``, ``objective``, ``items`` (ranked), ``took_ms``
+                       ``explore`` -- the default -- or ``cross-category``), ``explain``,
+                       ``model`` (``hybrid`` -- the default -- or ``two-tower``)
+``RecommendResponse``  ``user``, ``objective``, ``model``, ``items`` (ranked),
+                       ``took_ms``
 ``CompleteRequest``    ``items`` (the cart, 1-200 ids), ``user`` (optional), ``k``,
                        ``explain``
 ``CompleteResponse``   ``cart``, ``items`` (complements from other departments),
@@ -53,6 +55,7 @@ def _integer_as_text(value):
 # An item or user id -- a string, or a JSON integer for numeric ids (matched as text).
 Id = Annotated[str, BeforeValidator(_integer_as_text)]
 Objective = Literal["all", "explore", "cross-category"]
+Model = Literal["hybrid", "two-tower"]
 
 
 class _Request(BaseModel):
@@ -69,6 +72,10 @@ class RecommendRequest(_Request):
         "ranking; explore: products new to them; cross-category: new to them and the hybrid "
         "learns to prefer departments they never bought from")
     explain: bool = Field(True, description="each item with the purchase that supports it")
+    model: Model = Field(
+        "hybrid", description="hybrid: the learnt combination of the two-tower and the "
+        "collaborative models; two-tower: the LM two-tower alone, from its nearest-neighbour "
+        "index (objectives all and explore)")
 
 
 class CompleteRequest(_Request):
@@ -168,6 +175,7 @@ class AssistResponse(BaseModel):
 class RecommendResponse(BaseModel):
     user: Id
     objective: Objective
+    model: Model
     items: list[RankedItem]
     took_ms: float = Field(description="time spent in the model, server side")
 

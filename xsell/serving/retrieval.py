@@ -1,0 +1,109 @@
+"""The two-tower alone, served from an index of its item vectors.
+
+Scoring a shopper with the two-tower is one inner product per item, ``r = u . s``
+(:mod:`xsell.models.two_tower`), so the top of the catalogue is a nearest-neighbour query:
+:class:`TwoTowerRetriever` keeps every shopper's user vector (computed once on load) and
+asks an index (:func:`xsell.index.build_index`: exact NumPy below
+:data:`~xsell.index.EXACT_UP_TO` vectors, a faiss graph above) for the top items. A
+purchase event recomputes that shopper's vector with the user tower on the new history
+(:meth:`TwoTowerRetriever.update`), and their next list is an index query -- the "seconds
+for state" half of the two-speed loop: no weight changes until the next fit.
+
+For the MSE (rating) objective the score has an item bias, ``u . s + b``; the index holds
+``[s, b]`` and is queried with ``[u, 1]``, the same ranking.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+
+from xsell.data import schema as S
+from xsell.index import build_index
+from xsell.models.two_tower import TwoTower
+
+__all__ = ["TwoTowerRetriever"]
+
+
+class TwoTowerRetriever:
+    """Top-k lists of a fitted two-tower from an index of its item vectors.
+
+    Parameters
+    ----------
+    model : xsell.models.two_tower.TwoTower
+        The fitted two-tower (e.g. a hybrid's component).
+    kind : str
+        The index (:func:`xsell.index.build_index`): ``"auto"`` chooses by catalogue size.
+    """
+
+    def __init__(self, model: TwoTower, kind: str = "auto"):
+        self.model = model
+        data = model.dataset_
+        self._bias = model.objective == "mse"
+        self.index = build_index(self._item_rows(model.item_vectors_,
+                                                 self._item_bias(np.arange(len(model.items_)))),
+                                 kind=kind)
+        self.item_ids = model.items_.to_numpy()
+        history = model.history_matrix(data.interactions, data.user_index)
+        vectors = model.user_vectors(history)
+        self._users = {str(u): (vectors[i], history[i].indices.copy())
+                       for i, u in enumerate(data.user_index)}
+        self._lock = threading.Lock()
+
+    def _item_bias(self, codes: np.ndarray) -> np.ndarray | None:
+        if not self._bias:
+            return None
+        return self.model.bias_.detach().numpy()[codes]
+
+    def _item_rows(self, vectors: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return vectors if bias is None else np.hstack([vectors, bias[:, None]]).astype(np.float32)
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        return vector if not self._bias else np.append(vector, 1.0).astype(np.float32)
+
+    def has_user(self, user) -> bool:
+        """Whether the shopper has a vector (a training shopper, or one with events)."""
+        return str(user) in self._users
+
+    def update(self, user, interactions: pd.DataFrame) -> None:
+        """Recompute ``user``'s vector from their whole history (interaction rows: their
+        training rows and the baskets logged since) with the user tower."""
+        uid = interactions[S.USER].iloc[0]
+        history = self.model.history_matrix(interactions, pd.Index([uid]))
+        vector = self.model.user_vectors(history)[0]
+        with self._lock:
+            self._users[str(user)] = (vector, history[0].indices.copy())
+
+    def add_items(self, item_ids, embeddings: np.ndarray) -> None:
+        """Make new catalogue items retrievable: their vectors from their text
+        embeddings (:meth:`~xsell.models.two_tower.TwoTower.text_item_vectors`)."""
+        vectors = self.model.text_item_vectors(embeddings)
+        bias = np.zeros(len(vectors), np.float32) if self._bias else None  # never bought
+        with self._lock:
+            self.index.add(self._item_rows(vectors, bias))
+            self.item_ids = np.concatenate([self.item_ids, np.asarray(item_ids, dtype=object)])
+
+    def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
+        """The top ``k`` item ids for ``user`` (``exclude_seen``: only items they have not
+        bought).
+
+        Raises
+        ------
+        KeyError
+            If the shopper has no vector (named).
+        """
+        with self._lock:
+            found = self._users.get(str(user))
+            ids = self.item_ids
+        if found is None:
+            raise KeyError(f"unknown user {user!r}: no two-tower vector")
+        vector, seen = found
+        want = min(k + (len(seen) if exclude_seen else 0), len(ids))
+        _, rows = self.index.search(self._query(vector), want)
+        rows = rows[0][rows[0] >= 0]
+        if exclude_seen:
+            rows = rows[~np.isin(rows, seen)]
+        return ids[rows[:k]]

@@ -514,15 +514,50 @@ def test_a_bounded_mixed_load_at_concurrency_8_and_32_gets_no_5xx(served, tmp_pa
     proc, url = _start_server(served["folder"], tmp_path / "events.sqlite")
     try:
         for concurrency in (8, 32):
-            plan = request_mix(served["fitted"].data, 60, seed=concurrency)
+            plan = request_mix(served["fitted"].data, 80, seed=concurrency)
             result = run_load(url, plan, concurrency, max_seconds=120)
             table = result.summary()
             assert table.loc["all", "requests"] == len(plan)  # it did not hit the time limit
             assert table.loc["all", "2xx"] == len(plan), table  # valid ids: all served
-            assert set(table.index) == {"all", "recommend", "complete", "events"}
+            assert set(table.index) == {"all", "recommend", "two-tower", "complete", "search",
+                                        "assist", "events"}
             assert table.loc["all", "p99 ms"] >= table.loc["all", "p50 ms"] > 0
         assert httpx.get(f"{url}/health").json()["events"] == (
             table.loc["events", "requests"] + sum(1 for r in request_mix(
-                served["fitted"].data, 60, seed=8) if r[0] == "events"))
+                served["fitted"].data, 80, seed=8) if r[0] == "events"))
     finally:
         _stop(proc)
+
+
+def test_a_malformed_request_fuzz_gets_only_2xx_and_4xx(served, tmp_path):
+    """Wrong types, missing and unknown fields, huge k, unicode, 1 MB and non-JSON bodies,
+    unknown ids and a burst of events for one shopper, 8 at a time: no 5xx, no dropped
+    connection, every acknowledged event logged once, and the server healthy after."""
+    from xsell.serving.fuzz import BURST_USER_EVENTS, malformed_requests
+    from xsell.serving.load import run_load
+
+    data = served["fitted"].data
+    events = tmp_path / "events.sqlite"
+    plan = malformed_requests(data, 240, seed=3)
+    proc, url = _start_server(served["folder"], events)
+    try:
+        result = run_load(url, plan, concurrency=8, max_seconds=120)
+        frame = pd.DataFrame(result.rows, columns=["request", "status", "ms"])
+        assert len(frame) == len(plan)  # it did not hit the time limit
+        bad = frame[~frame["status"].between(200, 499)]
+        assert bad.empty, bad
+        assert frame["status"].between(400, 499).sum() >= 200  # it was malformed
+        burst = frame[frame["request"] == "burst"]
+        assert len(burst) == BURST_USER_EVENTS and (burst["status"] == 201).all()
+        logged = frame["request"].isin(["burst", "events: malformed"]) & (frame["status"] == 201)
+        assert httpx.get(f"{url}/health").json() == httpx.get(f"{url}/health").json()
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["events"] == logged.sum()
+        user = str(data.user_index[0])
+        r = httpx.post(f"{url}/recommend", json={"user": user, "k": 3}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
+    finally:
+        _stop(proc)
+    log = EventLog(events)
+    mine = [e for e in log.events() if e.user == str(data.user_index[0]) and len(e.items) == 1]
+    assert len(log) == logged.sum() and len(mine) >= BURST_USER_EVENTS

@@ -265,13 +265,18 @@ def _field(loc) -> str:
     parts = [str(p) for p in loc]
     if len(parts) > 1 and parts[0] in ("body", "query", "path"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return _printable(".".join(parts)[:200]) or "body"
+
+
+def _printable(text: str) -> str:
+    """Text that encodes as UTF-8 (a lone surrogate a client sent is shown escaped)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _shown(value):
     """A value to echo back: JSON scalars as they are, long text cut, containers dropped."""
     if isinstance(value, str):
-        return value if len(value) <= 200 else value[:200] + "..."
+        return _printable(value if len(value) <= 200 else value[:200] + "...")
     if value is None or isinstance(value, bool | int | float):
         return value
     return None

@@ -19,18 +19,27 @@ import pandas as pd
 
 from xsell.data.dataset import Dataset
 
-__all__ = ["LoadResult", "request_mix", "run_load"]
+__all__ = ["MESSAGES", "MIX", "LoadResult", "request_mix", "run_load"]
 
-#: The default mix of requests (shares of the plan).
-MIX = {"recommend": 0.6, "complete": 0.2, "events": 0.2}
+#: The default mix of requests, as shares of the plan -- the hybrid's lists, the
+#: two-tower's, carts to complete, search queries, assistant messages, purchase events.
+MIX = {"recommend": 0.35, "two-tower": 0.15, "complete": 0.1, "search": 0.15,
+       "assist": 0.1, "events": 0.15}
+#: What the ``assist`` requests say (one of these, drawn per request).
+MESSAGES = ("where is my order?", "I want to cancel my order", "can I get a refund",
+            "I'd like to buy my usual things", "I need something for breakfast",
+            "can I talk to a person")
 
 
 def request_mix(data: Dataset, n: int, mix: dict[str, float] | None = None, seed: int = 0,
                 explain: bool = True) -> list[tuple[str, str, str, dict]]:
     """``n`` requests ``(name, method, path, body)`` drawn from ``mix`` (seeded).
 
-    ``recommend`` cycles through the objectives; ``complete`` sends a cart of two
-    products of one department; ``events`` a purchase of two products.
+    ``recommend`` cycles through the objectives; ``two-tower`` asks for the two-tower's
+    list; ``complete`` sends a cart of two products of one department; ``search`` the
+    last two words of a product title (its noun, as a shopper types it); ``assist`` one of
+    :data:`MESSAGES`; ``events`` a purchase of two products. A ``GET``'s body is its
+    query string.
     """
     mix = dict(mix or MIX)
     unknown = sorted(set(mix) - set(MIX))
@@ -39,6 +48,8 @@ def request_mix(data: Dataset, n: int, mix: dict[str, float] | None = None, seed
     rng = np.random.default_rng(seed)
     users = [str(u) for u in data.user_index]
     items = [str(i) for i in data.item_index]
+    titles = (data.items["title"].astype(str).tolist() if "title" in data.items
+              else items)
     departments = data.item_category(0)
     by_department = [ids.astype(str).tolist() for _, ids in
                      pd.Series(departments.index).groupby(departments.to_numpy())
@@ -55,6 +66,16 @@ def request_mix(data: Dataset, n: int, mix: dict[str, float] | None = None, seed
             plan.append((name, "POST", "/recommend",
                          {"user": user, "k": 10, "objective": objectives[n_req % 3],
                           "explain": explain}))
+        elif name == "two-tower":
+            plan.append((name, "POST", "/recommend",
+                         {"user": user, "k": 10, "model": "two-tower", "explain": explain}))
+        elif name == "search":
+            title = titles[rng.integers(len(titles))]
+            words = [w for w in title.split() if w.isalpha() and len(w) >= 3][-2:] or [title]
+            plan.append((name, "GET", "/search", {"q": " ".join(words), "user": user, "k": 10}))
+        elif name == "assist":
+            plan.append((name, "POST", "/assist",
+                         {"user": user, "message": MESSAGES[rng.integers(len(MESSAGES))]}))
         elif name == "complete":
             pool = by_department[rng.integers(len(by_department))]
             cart = [pool[i] for i in rng.choice(len(pool), size=2, replace=False)]
@@ -63,6 +84,18 @@ def request_mix(data: Dataset, n: int, mix: dict[str, float] | None = None, seed
             bought = [items[i] for i in rng.choice(len(items), size=2, replace=False)]
             plan.append((name, "POST", "/events", {"user": user, "items": bought}))
     return plan
+
+
+def _payload(method: str, body) -> dict:
+    """httpx arguments of a planned body: a GET's query string, raw bytes as they are
+    (malformed on purpose), anything else as JSON."""
+    if body is None:
+        return {}
+    if method == "GET":
+        return {"params": body}
+    if isinstance(body, bytes):
+        return {"content": body, "headers": {"content-type": "application/json"}}
+    return {"json": body}
 
 
 @dataclass
@@ -114,8 +147,8 @@ def run_load(url: str, plan: Sequence[tuple[str, str, str, dict]], concurrency: 
                 name, method, path, body = plan[n]
                 start = time.perf_counter()
                 try:
-                    status = client.request(method, path, json=body).status_code
-                except httpx.TransportError:
+                    status = client.request(method, path, **_payload(method, body)).status_code
+                except Exception:  # no answer (httpx.TransportError), or not sendable
                     status = 0
                 ms = (time.perf_counter() - start) * 1000
                 with lock:

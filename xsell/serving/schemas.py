@@ -37,7 +37,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 #: Largest list length a request may ask for.
 MAX_K = 100
@@ -47,13 +54,30 @@ MAX_CART = 200
 MAX_TEXT = 1000
 
 
+#: Longest id a request may send.
+MAX_ID = 256
+
+
 def _integer_as_text(value):
     """Numeric ids may come as JSON numbers; they are matched against the data as text."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _encodable(value: str) -> str:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no file or database can
+    store: refused here, as a 422, not as a failure when the event is logged."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text that is not valid unicode (a lone surrogate)") from None
+    return value
+
+
 # An item or user id -- a string, or a JSON integer for numeric ids (matched as text).
-Id = Annotated[str, BeforeValidator(_integer_as_text)]
+Id = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)],
+               BeforeValidator(_integer_as_text), AfterValidator(_encodable)]
+#: Free text of a request (a query, a message).
+Text = Annotated[str, AfterValidator(_encodable)]
 Objective = Literal["all", "explore", "cross-category"]
 Model = Literal["hybrid", "two-tower"]
 
@@ -90,7 +114,7 @@ class CompleteRequest(_Request):
 class SearchRequest(_Request):
     """A search box's query (sent as ``GET /search?q=...&user=...&k=...``)."""
 
-    q: str = Field(min_length=1, max_length=MAX_TEXT, description="what the shopper typed")
+    q: Text = Field(min_length=1, max_length=MAX_TEXT, description="what the shopper typed")
     user: Id | None = Field(None, description="the shopper, if known: the ranking is then "
                             "personalised by what they buy")
     k: int = Field(10, ge=1, le=MAX_K)
@@ -100,7 +124,7 @@ class AssistRequest(_Request):
     """One message to the customer-service assistant."""
 
     user: Id = Field(description="a customer of the bundle's data")
-    message: str = Field(min_length=1, max_length=MAX_TEXT)
+    message: Text = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class EventRequest(_Request):

@@ -81,6 +81,11 @@ def test_loaded_bundle_ranks_as_the_fitted_models(served, monkeypatch):
     assert loaded.assistant.reply(users[0], message).text == fitted.assistant.reply(
         users[0], message).text
     assert loaded.assistant.search is loaded.search  # stored once
+    # the hybrids' shared components are stored once (hard links) and read once
+    towers = [h.components_["two-tower"] for h in loaded.hybrids.values()]
+    assert all(t is towers[0] for t in towers) and loaded.search.models_["two-tower"] is towers[0]
+    files = [f for f in served["folder"].rglob("*") if f.is_file()]
+    assert len({f.stat().st_ino for f in files}) < 0.6 * len(files)
     manifest = json.loads((served["folder"] / "bundle.json").read_text())
     assert manifest["users"] == fitted.data.n_users and manifest["format"] == "xsell-bundle/2"
 
@@ -105,6 +110,17 @@ def test_damaged_or_foreign_bundles_are_named(served, tmp_path):
     parquet.write_bytes(bytes(raw))
     with pytest.raises(BundleError, match=parquet.name):
         load_bundle(copy)
+    # a damaged copy of a component read once for several hybrids is caught too
+    again = tmp_path / "again"
+    shutil.copytree(served["folder"], again)
+    hybrids = sorted((again / "models").glob("part*/part*/arrays.npz"))
+    contents = [f.read_bytes() for f in hybrids]
+    twin = next(f for n, f in enumerate(hybrids) if contents[n] in contents[:n])
+    raw = bytearray(twin.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    twin.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=str(twin.relative_to(again))):
+        load_bundle(again)
     (copy / "bundle.json").unlink()
     with pytest.raises(BundleError, match="bundle.json: missing"):
         load_bundle(copy)
@@ -114,7 +130,7 @@ def test_damaged_or_foreign_bundles_are_named(served, tmp_path):
     (mine / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an xsell bundle"):
         write_bundle(served["fitted"], mine)
-    assert (mine / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 2
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 3
 
 
 def test_cli_fit_checks_its_arguments_before_fitting(tmp_path, capsys, monkeypatch):

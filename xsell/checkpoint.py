@@ -169,10 +169,11 @@ def data_identity(dataset) -> dict:
             "n_users": int(len(dataset.user_index)), "n_items": int(len(dataset.item_index))}
 
 
-def load_object(folder: str | os.PathLike, dataset) -> Saveable:
-    """Read any :class:`Saveable` saved with its ``save`` (see :meth:`Saveable.load`)."""
+def load_object(folder: str | os.PathLike, dataset, shared: dict | None = None) -> Saveable:
+    """Read any :class:`Saveable` saved with its ``save`` (see :meth:`Saveable.load`;
+    ``shared``: as in :func:`read_folder`)."""
     folder = Path(folder)
-    content = read_folder(folder, dataset)
+    content = read_folder(folder, dataset, shared)
     for field in ("class", "params", "state", "data"):
         if field not in content:
             raise CheckpointError(f"{folder / CONFIG}: no {field!r} (not a saved model)")
@@ -312,9 +313,10 @@ class _Writer:
 class _Reader:
     """Decodes what :class:`_Writer` wrote (files already verified)."""
 
-    def __init__(self, folder: Path, dataset):
+    def __init__(self, folder: Path, dataset, shared: dict | None = None):
         self.folder = folder
         self.dataset = dataset
+        self.shared = shared
         self._arrays = None
         self._tensors = None
 
@@ -369,7 +371,16 @@ class _Reader:
                 self._tensors = load_file(str(self.folder / TENSORS))
             return self._tensors[value["__tensor__"]]
         if "__object__" in value:
-            return load_object(self.folder / value["__object__"], self.dataset)
+            sub = self.folder / value["__object__"]
+            if self.shared is None:
+                return load_object(sub, self.dataset)
+            # identical saved objects have identical config.json, hence config.sha256
+            key = (sub / CONFIG_SUM).read_text().strip()
+            if key not in self.shared:
+                self.shared[key] = load_object(sub, self.dataset, self.shared)
+            else:  # read before: its files are still checked, a damaged copy refused
+                _verify_tree(sub)
+            return self.shared[key]
         return {k: self.decode(v) for k, v in value.items()}
 
 
@@ -425,7 +436,7 @@ def _replaceable(folder: Path) -> bool:
     return folder.is_dir() and ((folder / CONFIG_SUM).is_file() or not any(folder.iterdir()))
 
 
-def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
+def read_folder(folder: str | os.PathLike, dataset=None, shared: dict | None = None) -> dict:
     """Verify every checksum of a folder written by :func:`write_folder`, then decode it.
 
     Parameters
@@ -433,6 +444,11 @@ def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
     folder : path-like
     dataset : Dataset, optional
         The training data of any model inside (models are rebuilt for it).
+    shared : dict, optional
+        Read identical saved objects once and share them: objects inside whose folders
+        hold the same ``config.json`` (the same class, parameters, data and file hashes)
+        come back as one object (a dict to fill; e.g. the components several hybrids of
+        a serving bundle have in common). For objects that are only read, not changed.
 
     Raises
     ------
@@ -440,6 +456,18 @@ def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
         Naming the file that is missing, damaged or foreign.
     """
     folder = Path(folder)
+    config = _verified_config(folder)
+    try:
+        return _Reader(folder, dataset, shared).decode(config["content"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # a verified folder that still does not decode: refuse it
+        raise CheckpointError(f"{folder}: cannot be decoded ({type(err).__name__}: {err})") \
+            from err
+
+
+def _verified_config(folder: Path) -> dict:
+    """``folder``'s config, once every file it lists matches its hash."""
     config_path, sum_path = folder / CONFIG, folder / CONFIG_SUM
     for path in (config_path, sum_path):
         if not path.is_file():
@@ -464,10 +492,12 @@ def read_folder(folder: str | os.PathLike, dataset=None) -> dict:
         if sha256_file(path) != digest:
             raise CheckpointError(f"{path}: contents do not match the hash in {CONFIG} "
                                   "(corrupt or replaced file)")
-    try:
-        return _Reader(folder, dataset).decode(config["content"])
-    except CheckpointError:
-        raise
-    except Exception as err:  # a verified folder that still does not decode: refuse it
-        raise CheckpointError(f"{folder}: cannot be decoded ({type(err).__name__}: {err})") \
-            from err
+    return config
+
+
+def _verify_tree(folder: Path) -> None:
+    """Check a saved folder and every folder inside it, decoding nothing."""
+    config = _verified_config(folder)
+    for name in config.get("files", {}):
+        if Path(name).name == CONFIG_SUM and len(Path(name).parts) == 2:
+            _verify_tree(folder / Path(name).parent)

@@ -20,6 +20,7 @@ import copy
 import datetime
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -188,6 +189,7 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
                     "files": {name: sha256_file(tmp / name / "config.json")
                               for name in ("data", "models")}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        _link_duplicates(tmp)
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{time.time_ns()}")
@@ -245,7 +247,8 @@ def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
         data = Dataset(raw["interactions"], raw["items"], name=raw["name"], info=raw["info"])
         if data_fingerprint(data) != manifest.get("data_fingerprint"):
             raise BundleError(f"{folder / 'data'}: not the data {path} was made from")
-        models = read_folder(folder / "models", data)
+        # the hybrids share their components, the search its signal models: read once
+        models = read_folder(folder / "models", data, shared={})
     except CheckpointError as err:
         raise BundleError(str(err)) from None
     hybrids = {o: models.get(f"hybrid-{o}") for o in manifest.get("objectives", [])}
@@ -260,6 +263,24 @@ def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
                           "a product search and an assistant")
     assistant.search, assistant.completer = search, completer
     return Bundle(data, hybrids, completer, explainer, search, assistant, manifest)
+
+
+def _link_duplicates(folder: Path) -> None:
+    """Hard-link files of identical contents (the components the hybrids share are
+    written once per hybrid): the bundle takes their space once; every file still reads
+    and verifies as written. Where the file system has no hard links, copies stay."""
+    seen: dict[tuple[int, str], Path] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = (path.stat().st_size, sha256_file(path))
+        first = seen.setdefault(key, path)
+        if first is path:
+            continue
+        link = path.with_name(path.name + ".link")
+        try:
+            os.link(first, link)
+        except OSError:
+            return
+        os.replace(link, path)
 
 
 def _plain(value):

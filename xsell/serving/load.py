@@ -19,7 +19,7 @@ import pandas as pd
 
 from xsell.data.dataset import Dataset
 
-__all__ = ["MESSAGES", "MIX", "LoadResult", "request_mix", "run_load"]
+__all__ = ["MESSAGES", "MIX", "LoadResult", "http_arguments", "request_mix", "run_load"]
 
 #: The default mix of requests, as shares of the plan -- the hybrid's lists, the
 #: two-tower's, carts to complete, search queries, assistant messages, purchase events.
@@ -86,7 +86,7 @@ def request_mix(data: Dataset, n: int, mix: dict[str, float] | None = None, seed
     return plan
 
 
-def _payload(method: str, body) -> dict:
+def http_arguments(method: str, body) -> dict:
     """httpx arguments of a planned body: a GET's query string, raw bytes as they are
     (malformed on purpose), anything else as JSON."""
     if body is None:
@@ -147,7 +147,7 @@ def run_load(url: str, plan: Sequence[tuple[str, str, str, dict]], concurrency: 
                 name, method, path, body = plan[n]
                 start = time.perf_counter()
                 try:
-                    status = client.request(method, path, **_payload(method, body)).status_code
+                    status = client.request(method, path, **http_arguments(method, body)).status_code
                 except Exception:  # no answer (httpx.TransportError), or not sendable
                     status = 0
                 ms = (time.perf_counter() - start) * 1000

@@ -146,7 +146,7 @@ def main() -> int:
         parser.error("--bundle is required")
     import httpx
 
-    from xsell.serving.bundle import load_bundle
+    from xsell.serving.bundle import bundle_size, load_bundle
     from xsell.serving.load import http_arguments, request_mix, run_load
 
     data = load_bundle(args.bundle).data
@@ -156,9 +156,7 @@ def main() -> int:
         try:
             report = {"dataset": data.name, "users": data.n_users, "items": data.n_items,
                       "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
-                      "bundle_mib": round(sum(f.stat().st_size for f in
-                                              Path(args.bundle).rglob("*") if f.is_file())
-                                          / 2**20),
+                      "bundle_mib": round(bundle_size(args.bundle) / 2**20),
                       "load_seconds": load_seconds, "sequential": {}, "loads": {}}
             with httpx.Client(base_url=url, timeout=60) as c:
                 for n in range(20):  # warm-up

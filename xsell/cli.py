@@ -512,7 +512,7 @@ def _cmd_assist(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from xsell.data.support import load_support_messages
     from xsell.models.hybrid import OBJECTIVES
-    from xsell.serving.bundle import check_bundle_target, fit_bundle, write_bundle
+    from xsell.serving.bundle import bundle_size, check_bundle_target, fit_bundle, write_bundle
 
     objectives = _csv_list(args.objectives)
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -533,7 +533,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     bundle = fit_bundle(data, objectives, messages=messages, progress=sys.stderr.isatty())
     fitted = time.perf_counter() - start
     write_bundle(bundle, out)
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    size = bundle_size(out)
     print(f"wrote {out}: {data.name}, {data.n_users:,} shoppers, {data.n_items:,} items, "
           f"{size / 2**20:.0f} MiB (fitted in {fitted:.0f} s); serve it with "
           f"`xsell serve {out}`")

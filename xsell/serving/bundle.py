@@ -12,6 +12,12 @@
 every model inside records the fingerprint of the data it was fitted on, so a model
 folder copied in from another bundle is refused. The bundle is built beside its target
 and renamed into place: a reader sees the old bundle or the complete new one.
+
+The hybrids share their components (and the search its behaviour models): each is
+written inside every model that holds it, so that every model folder stands alone, and
+files of identical contents are then hard-linked -- on Instacart 668 MiB on disk instead
+of 2,043. On load, identical model folders are read once and shared
+(:func:`xsell.checkpoint.read_folder`'s ``shared``).
 """
 
 from __future__ import annotations
@@ -47,9 +53,8 @@ from xsell.data.support import SupportMessages, load_support_messages
 from xsell.models.fitting import fit_model
 from xsell.models.hybrid import OBJECTIVES, Hybrid
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "catalogue_fingerprint", "check_bundle_target",
-           "fit_bundle",
-           "load_bundle", "write_bundle"]
+__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "bundle_size", "catalogue_fingerprint",
+           "check_bundle_target", "fit_bundle", "load_bundle", "write_bundle"]
 
 BUNDLE_FORMAT = "xsell-bundle/2"
 MANIFEST = "bundle.json"
@@ -263,6 +268,16 @@ def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
                           "a product search and an assistant")
     assistant.search, assistant.completer = search, completer
     return Bundle(data, hybrids, completer, explainer, search, assistant, manifest)
+
+
+def bundle_size(folder: str | Path) -> int:
+    """Bytes a bundle takes on disk (a hard-linked file counted once)."""
+    files = {}
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            files[(stat.st_dev, stat.st_ino)] = stat.st_size
+    return sum(files.values())
 
 
 def _link_duplicates(folder: Path) -> None:

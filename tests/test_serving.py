@@ -577,3 +577,55 @@ def test_a_malformed_request_fuzz_gets_only_2xx_and_4xx(served, tmp_path):
     log = EventLog(events)
     mine = [e for e in log.events() if e.user == str(data.user_index[0]) and len(e.items) == 1]
     assert len(log) == logged.sum() and len(mine) >= BURST_USER_EVENTS
+
+
+def test_with_events_appends_baskets_in_the_datas_id_types():
+    from xsell.data.dataset import Dataset
+    from xsell.serving.events import Event, with_events
+
+    inter = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 11, 10],
+                          "basket_id": [100, 100, 101], "seq": [0, 0, 0],
+                          "timestamp": pd.to_datetime(["2017-01-01"] * 3),
+                          "reordered": np.array([0, 1, 0], dtype="int8")})
+    items = pd.DataFrame({"item_id": [10, 11, 12], "title": ["a", "b", "c"]})
+    data = Dataset(inter, items, name="tiny")
+    events = [Event(1, "1", ("12", "10"), "2017-02-01T10:00:00+01:00", 0.0),
+              Event(2, "visitor", ("10",), None, 0.0),   # a text id where ids are numbers
+              Event(3, "2", ("99",), None, 0.0),         # an item the catalogue lacks
+              Event(4, "3", ("11",), None, 1.7e9)]       # a new shopper
+    merged, counts = with_events(data, events)
+    assert counts == {"events": 4, "baskets": 2, "unknown_items": 1, "bad_users": 1,
+                      "through": 4}
+    new = merged.interactions.iloc[3:]
+    assert new["user_id"].tolist() == [1, 1, 3] and new["item_id"].tolist() == [12, 10, 11]
+    assert new["basket_id"].tolist() == [102, 102, 103] and new["seq"].tolist() == [1, 1, 0]
+    assert merged.interactions["user_id"].dtype == np.int64
+    assert new["timestamp"].iloc[0] == pd.Timestamp("2017-02-01 09:00:00")  # UTC, naive
+    assert new["reordered"].isna().all() and merged.info["events"] == counts
+
+
+def test_a_nightly_fit_learns_the_logged_events_and_serves_only_later_ones(served, tmp_path,
+                                                                           capsys):
+    data = served["fitted"].data
+    user, items = str(data.user_index[1]), [str(i) for i in data.item_index[-2:]]
+    path = tmp_path / "events.sqlite"
+    log = EventLog(path)
+    log.append(user, items)
+    log.append(user, ["NOPE"])
+    log.close()
+    assert main(["fit", "--synthetic", "--users", str(USERS), "--objectives", "explore",
+                 "--events", str(tmp_path / "missing.sqlite"), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "missing.sqlite: no such file" in capsys.readouterr().err
+    out = tmp_path / "next"
+    assert main(["fit", "--synthetic", "--users", str(USERS), "--objectives", "explore",
+                 "--events", str(path), "--out", str(out)]) == 0
+    assert "1 of 2 logged purchases added" in capsys.readouterr().err
+    bundle = load_bundle(out)
+    assert bundle.manifest["events_through"] == 2
+    mine = bundle.data.user_interactions(user)
+    assert set(mine.loc[mine["seq"] == mine["seq"].max(), "item_id"]) == set(items)
+    log = EventLog(path)
+    log.append(user, items[:1])  # after the fit: the only event the new server replays
+    with TestClient(create_app(bundle, log), raise_server_exceptions=False) as c:
+        assert c.get("/health").json()["events"] == 1

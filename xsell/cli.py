@@ -513,6 +513,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from xsell.data.support import load_support_messages
     from xsell.models.hybrid import OBJECTIVES
     from xsell.serving.bundle import bundle_size, check_bundle_target, fit_bundle, write_bundle
+    from xsell.serving.events import EventLog, with_events
 
     objectives = _csv_list(args.objectives)
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -524,7 +525,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     except FileExistsError as err:
         raise InputError(f"--out {err}; give a new folder") from None
     messages = load_support_messages(args.messages)
+    log = None
+    if args.events is not None:
+        if not Path(args.events).is_file():
+            raise InputError(f"--events {args.events}: no such file (the event log of "
+                             "`xsell serve`, e.g. DIR-events.sqlite)")
+        log = EventLog(args.events)  # refuses a file that is not an event log, naming it
     raw = _load(args)
+    if log is not None:
+        raw, counts = with_events(raw, log.events())
+        log.close()
+        print(f"events: {counts['baskets']:,} of {counts['events']:,} logged purchases added "
+              f"as baskets ({counts['unknown_items']:,} name items the catalogue lacks, "
+              f"{counts['bad_users']:,} a shopper id of another type: skipped)",
+              file=sys.stderr)
     data = _clean(raw)
     print(f"fitting (or loading from the cache) the hybrids ({', '.join(objectives)}), the "
           "basket completer, the explainer, the product search and the assistant (messages: "
@@ -710,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the bundle's folder (new, or an earlier bundle to replace)")
     fit.add_argument("--objectives", default="all,explore,cross-category",
                      help="the hybrids to fit (what /recommend's 'objective' can ask for)")
+    fit.add_argument("--events", metavar="FILE",
+                     help="an event log of `xsell serve`: its purchases are added to the "
+                          "data as baskets (the nightly refit); the new bundle's server "
+                          "replays only later events")
     fit.add_argument("--messages", metavar="PATH",
                      help="labelled support messages the assistant's intents are learnt "
                           "from: the Bitext CSV or its folder (default: in $XSELL_DATA_DIR, "

@@ -92,7 +92,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     retriever = None if bundle.two_tower is None else TwoTowerRetriever(bundle.two_tower)
     ordered = threading.Lock()
     skipped = 0
-    for event in events.events():
+    # events the bundle was fitted on (xsell fit --events) are in its data already
+    for event in events.events(after=bundle.manifest.get("events_through", 0)):
         items = as_ids(list(event.items), data.item_index)
         if (data.item_index.get_indexer(items) < 0).any():
             skipped += 1  # logged for an earlier catalogue: the next fit reads it

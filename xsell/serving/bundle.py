@@ -191,6 +191,8 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
                     "catalogue_fingerprint": catalogue_fingerprint(data),
                     "users": int(data.n_users), "items": int(data.n_items),
                     "objectives": list(bundle.hybrids),
+                    # the last logged event the training data holds (xsell fit --events)
+                    "events_through": int(data.info.get("events", {}).get("through", 0)),
                     "files": {name: sha256_file(tmp / name / "config.json")
                               for name in ("data", "models")}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

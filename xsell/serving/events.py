@@ -20,15 +20,17 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from xsell.cross_sell.completion import as_ids
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
-__all__ = ["Event", "EventLog", "LiveHistories"]
+__all__ = ["Event", "EventLog", "LiveHistories", "with_events"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +161,66 @@ class LiveHistories:
         out = pd.concat([past[cols].astype({S.BASKET: object}), *rows], ignore_index=True)
         return out.astype({S.ITEM: data.interactions[S.ITEM].dtype})
 
+
+
+def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
+    """The data a nightly refit learns from: ``data`` (as loaded, before cleaning) with
+    every logged purchase appended as a basket of its shopper, after their last one.
+
+    The fast half of the two-speed loop serves events at once (:class:`LiveHistories`);
+    this is the slow half: ``xsell fit DATA --events LOG`` fits the next bundle on it.
+    An event's basket is its shopper's next (``seq``), at its ``timestamp`` (else the
+    time the server received it); columns the events do not have are left empty.
+
+    Returns
+    -------
+    (Dataset, dict)
+        The data with the events, and counts: ``events`` read, ``baskets`` added,
+        ``unknown_items`` (events naming an item the catalogue lacks: skipped),
+        ``bad_users`` (shopper ids that cannot be this data's ids, e.g. text where the
+        ids are numbers: skipped) and ``through``, the last event id read -- a server of
+        the new bundle replays only the events after it (``info["events"]`` keeps them).
+    """
+    inter = data.interactions
+    counts = {"events": len(events), "baskets": 0, "unknown_items": 0, "bad_users": 0,
+              "through": max((e.event_id for e in events), default=0)}
+    numeric = {c: pd.api.types.is_numeric_dtype(inter[c]) for c in (S.USER, S.BASKET)
+               if c in inter}
+    next_seq = (inter.groupby(S.USER)[S.SEQ].max() + 1).to_dict() if S.SEQ in inter else {}
+    next_basket = int(inter[S.BASKET].max()) + 1 if numeric.get(S.BASKET) else None
+    rows = []
+    for event in events:
+        items = as_ids(list(event.items), data.item_index)
+        if (data.item_index.get_indexer(items) < 0).any():
+            counts["unknown_items"] += 1
+            continue
+        user = event.user
+        if numeric[S.USER]:
+            try:
+                user = int(user)
+            except ValueError:
+                counts["bad_users"] += 1
+                continue
+        seq = next_seq.get(user, 0)
+        next_seq[user] = seq + 1
+        basket = f"event-{event.event_id}"
+        if next_basket is not None:
+            basket, next_basket = next_basket, next_basket + 1
+        when = pd.Timestamp(event.timestamp if event.timestamp is not None
+                            else pd.Timestamp(event.received, unit="s", tz="UTC"))
+        if when.tzinfo is not None:  # the data's times are naive: kept in UTC
+            when = when.tz_convert("UTC").tz_localize(None)
+        rows += [{S.USER: user, S.ITEM: item, S.BASKET: basket, S.SEQ: seq,
+                  S.TIMESTAMP: when, S.QUANTITY: 1} for item in items]
+        counts["baskets"] += 1
+    if not rows:
+        return Dataset(inter, data.items, name=data.name,
+                       info={**data.info, "events": counts}), counts
+    added = pd.DataFrame(rows)[[c for c in rows[0] if c in inter]]
+    merged = pd.concat([inter, added.astype({c: inter[c].dtype for c in added
+                                             if c != S.TIMESTAMP})], ignore_index=True)
+    if S.TIMESTAMP in inter:
+        merged[S.TIMESTAMP] = pd.to_datetime(merged[S.TIMESTAMP]).astype(
+            inter[S.TIMESTAMP].dtype)
+    info = {**data.info, "events": counts}
+    return Dataset(merged, data.items, name=data.name, info=info), counts

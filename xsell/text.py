@@ -43,10 +43,9 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # ---------------------------------------------------------------------------- product text
 
 
-def _price_buckets(price: pd.Series, catalogue: pd.Series | None = None) -> pd.Series:
-    """"budget" / "mid-range" / "premium" by the catalogue's price terciles (``catalogue``:
-    the prices that set them, default ``price`` itself)."""
-    known = (price if catalogue is None else catalogue).dropna()
+def _price_buckets(price: pd.Series) -> pd.Series:
+    """"budget" / "mid-range" / "premium" by the catalogue's price terciles."""
+    known = price.dropna()
     if known.nunique() < 3:
         return pd.Series("", index=price.index)
     low, high = known.quantile([1 / 3, 2 / 3])
@@ -60,23 +59,14 @@ def item_texts(dataset: Dataset) -> pd.Series:
     ``title``, then the category path, then the brand and a price bucket when the catalogue
     has them, joined by ``" | "``, e.g. ``"Organic Bananas | produce > fresh fruits"``.
     """
-    return catalogue_texts(dataset.items)
-
-
-def catalogue_texts(items: pd.DataFrame, catalogue: pd.DataFrame | None = None) -> pd.Series:
-    """:func:`item_texts` of an item table (``item_id``, ``title``, optional ``category``,
-    ``brand``, ``price``); ``catalogue``: the table whose prices set the price buckets
-    (the text of products added to a served catalogue), default ``items``."""
+    items = dataset.items
     parts = [items[S.TITLE].astype(str)]
     if S.CATEGORY in items:
         parts.append(items[S.CATEGORY].fillna("").astype(str))
     if S.BRAND in items:
         parts.append(("brand " + items[S.BRAND].astype(str)).where(items[S.BRAND].notna(), ""))
     if S.PRICE in items:
-        reference = None
-        if catalogue is not None and S.PRICE in catalogue:
-            reference = pd.to_numeric(catalogue[S.PRICE], errors="coerce")
-        parts.append(_price_buckets(pd.to_numeric(items[S.PRICE], errors="coerce"), reference))
+        parts.append(_price_buckets(pd.to_numeric(items[S.PRICE], errors="coerce")))
     text = parts[0]
     for part in parts[1:]:
         text = text + np.where(part != "", " | " + part, "")

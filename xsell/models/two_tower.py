@@ -278,25 +278,6 @@ class TwoTower(Recommender):
             text = torch.as_tensor(self._text_encoder().encode(self._history_texts(codes)))
         return self._user_vectors(codes, weights, text).numpy()
 
-    @torch.no_grad()
-    def text_item_vectors(self, embeddings: np.ndarray) -> np.ndarray:
-        """Vectors of items the model has never seen, from their text embeddings (made by
-        the model's own text encoder): the item tower's text path, with no id vector --
-        how the model scores a product added to the catalogue after the fit.
-
-        Raises
-        ------
-        ValueError
-            If the item tower has no text path (ids only).
-        """
-        proj = self.item_tower_.proj
-        if proj is None:
-            raise ValueError("this two-tower's item tower uses ids only: a new item has no "
-                             "vector until the next fit")
-        v = proj(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)))
-        return (torch.nn.functional.normalize(v, dim=-1) if self.objective == "softmax"
-                else v).numpy()
-
     def _score_history(self, history: sp.csr_matrix, rows: np.ndarray,
                        codes: np.ndarray | None = None) -> np.ndarray:
         items = self.item_vectors_ if codes is None else self.item_vectors_[codes]

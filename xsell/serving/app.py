@@ -89,7 +89,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     log_file = None if events is None else str(events.path)
     events = events if events is not None else EventLog(":memory:")
     live = LiveHistories(data)
-    retriever = None if bundle.two_tower is None else TwoTowerRetriever(bundle.two_tower)
+    two_tower = bundle.two_tower
+    retriever = None if two_tower is None else TwoTowerRetriever(two_tower)
     ordered = threading.Lock()
     skipped = 0
     # events the bundle was fitted on (xsell fit --events) are in its data already

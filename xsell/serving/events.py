@@ -162,7 +162,6 @@ class LiveHistories:
         return out.astype({S.ITEM: data.interactions[S.ITEM].dtype})
 
 
-
 def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
     """The data a nightly refit learns from: ``data`` (as loaded, before cleaning) with
     every logged purchase appended as a basket of its shopper, after their last one.

@@ -4,7 +4,7 @@ Scoring a shopper with the two-tower is one inner product per item, ``r = u . s`
 (:mod:`xsell.models.two_tower`), so the top of the catalogue is a nearest-neighbour query:
 :class:`TwoTowerRetriever` keeps every shopper's user vector (computed once on load) and
 asks an index (:func:`xsell.index.build_index`: exact NumPy below
-:data:`~xsell.index.EXACT_UP_TO` vectors, a faiss graph above) for the top items. A
+:data:`~xsell.index.EXACT_UP_TO` vectors, faiss IVF above) for the top items. A
 purchase event recomputes that shopper's vector with the user tower on the new history
 (:meth:`TwoTowerRetriever.update`), and their next list is an index query -- the "seconds
 for state" half of the two-speed loop: no weight changes until the next fit.
@@ -76,15 +76,6 @@ class TwoTowerRetriever:
         vector = self.model.user_vectors(history)[0]
         with self._lock:
             self._users[str(user)] = (vector, history[0].indices.copy())
-
-    def add_items(self, item_ids, embeddings: np.ndarray) -> None:
-        """Make new catalogue items retrievable: their vectors from their text
-        embeddings (:meth:`~xsell.models.two_tower.TwoTower.text_item_vectors`)."""
-        vectors = self.model.text_item_vectors(embeddings)
-        bias = np.zeros(len(vectors), np.float32) if self._bias else None  # never bought
-        with self._lock:
-            self.index.add(self._item_rows(vectors, bias))
-            self.item_ids = np.concatenate([self.item_ids, np.asarray(item_ids, dtype=object)])
 
     def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         """The top ``k`` item ids for ``user`` (``exclude_seen``: only items they have not

@@ -173,8 +173,10 @@ def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
 
     Returns
     -------
-    (Dataset, dict)
-        The data with the events, and counts: ``events`` read, ``baskets`` added,
+    data : Dataset
+        The data with the events.
+    counts : dict
+        ``events`` read, ``baskets`` added,
         ``unknown_items`` (events naming an item the catalogue lacks: skipped),
         ``bad_users`` (shopper ids that cannot be this data's ids, e.g. text where the
         ids are numbers: skipped) and ``through``, the last event id read -- a server of

@@ -610,6 +610,13 @@ def _clean(ds: Dataset) -> Dataset:
     return prepare(ds, min_user_baskets=SERVE_MIN_BASKETS).data
 
 
+def _add_messages_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--messages", metavar="PATH",
+                   help="labelled support messages the assistant's intents are learnt from: "
+                        "the Bitext CSV or its folder (default: in $XSELL_DATA_DIR, else the "
+                        "built-in stand-in)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xsell`` command."""
     parser = argparse.ArgumentParser(prog="xsell", description=__doc__.split("\n")[0])
@@ -712,10 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the shopper's message (without it: one message per stdin line)")
     _add_data_args(assist)
     assist.add_argument("--user", required=True, help="id of a customer in the data")
-    assist.add_argument("--messages", metavar="PATH",
-                        help="labelled support messages the intents are learnt from: the "
-                             "Bitext CSV or its folder (default: in $XSELL_DATA_DIR, else "
-                             "the built-in stand-in)")
+    _add_messages_arg(assist)
     assist.set_defaults(func=_cmd_assist)
 
     fit = sub.add_parser("fit", help="fit what serving needs and write it as a bundle")
@@ -728,10 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an event log of `xsell serve`: its purchases are added to the "
                           "data as baskets (the nightly refit); the new bundle's server "
                           "replays only later events")
-    fit.add_argument("--messages", metavar="PATH",
-                     help="labelled support messages the assistant's intents are learnt "
-                          "from: the Bitext CSV or its folder (default: in $XSELL_DATA_DIR, "
-                          "else the built-in stand-in)")
+    _add_messages_arg(fit)
     fit.set_defaults(func=_cmd_fit)
 
     serve = sub.add_parser("serve", help="serve a bundle over HTTP (FastAPI + uvicorn; "

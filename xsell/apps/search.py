@@ -124,7 +124,7 @@ class ProductSearch(Saveable):
 
     A fitted search saves to a verified folder (:class:`xsell.checkpoint.Saveable`): the
     weights, the behaviour models and the products' text vectors; the BM25 index and the
-    shoppers' counts are rebuilt from the data on load (a second on Instacart), so a
+    shoppers' counts are rebuilt from the data on load, so a
     loaded search ranks as the fitted one without encoding the catalogue again.
 
     Parameters

@@ -93,6 +93,11 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     retriever = None if two_tower is None else TwoTowerRetriever(two_tower)
     ordered = threading.Lock()
     skipped = 0
+
+    def history_of(user) -> pd.DataFrame:
+        """The shopper's training rows and the baskets logged since (they have events)."""
+        return live.history(user, _known_user(data, user))
+
     # events the bundle was fitted on (xsell fit --events) are in its data already
     for event in events.events(after=bundle.manifest.get("events_through", 0)):
         items = as_ids(list(event.items), data.item_index)
@@ -102,7 +107,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         live.add(event, list(items))
     for user in live.users() if retriever is not None else ():
         # the replayed shoppers' user vectors, from their histories
-        retriever.update(user, live.history(user, _known_user(data, user)))
+        retriever.update(user, history_of(user))
     if skipped:
         log.warning("%s: %d events name items this bundle's catalogue lacks; not replayed",
                     log_file, skipped)
@@ -156,9 +161,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         explainer = bundle.explainer if body.explain else None
         start = time.perf_counter()
         if live.has_events(body.user):  # training history + the baskets bought since
-            rows = live.history(body.user, _known_user(data, body.user))
             table = recommend_for_user(model, k=body.k, explainer=explainer,
-                                       interactions=rows)
+                                       interactions=history_of(body.user))
         else:
             table = recommend_for_user(model, _user(data, body.user), k=body.k,
                                        explainer=explainer)
@@ -176,9 +180,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         start = time.perf_counter()
         # both objectives list items new to the shopper, as the hybrids' lists do
         ids = retriever.recommend(body.user, k=body.k)
-        uid = _known_user(data, body.user)
-        past = (live.history(body.user, uid) if live.has_events(body.user)
-                else data.user_interactions(uid))
+        past = (history_of(body.user) if live.has_events(body.user)
+                else data.user_interactions(_known_user(data, body.user)))
         table = describe_list(data, ids, past, bundle.explainer if body.explain else None)
         return RecommendResponse(user=body.user, objective=body.objective, model=body.model,
                                  items=_ranked(table), took_ms=_ms(start))
@@ -243,8 +246,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
             event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
             live.add(event, items)
             if retriever is not None:  # the user tower on the new history
-                retriever.update(body.user, live.history(body.user,
-                                                         _known_user(data, body.user)))
+                retriever.update(body.user, history_of(body.user))
         return EventResponse(event_id=event.event_id, user=body.user, items=len(items),
                              baskets_since_fit=live.n_baskets(body.user), took_ms=_ms(start))
 

@@ -52,8 +52,6 @@ MAX_K = 100
 MAX_CART = 200
 #: Longest search query or assistant message, in characters.
 MAX_TEXT = 1000
-
-
 #: Longest id a request may send.
 MAX_ID = 256
 
@@ -73,9 +71,10 @@ def _encodable(value: str) -> str:
     return value
 
 
-# An item or user id -- a string, or a JSON integer for numeric ids (matched as text).
+# An item or user id -- a string, or a JSON integer for numeric ids (matched as text). The
+# length constraint makes pydantic read it as strict UTF-8: a lone surrogate is a 422.
 Id = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)],
-               BeforeValidator(_integer_as_text), AfterValidator(_encodable)]
+               BeforeValidator(_integer_as_text)]
 #: Free text of a request (a query, a message).
 Text = Annotated[str, AfterValidator(_encodable)]
 Objective = Literal["all", "explore", "cross-category"]

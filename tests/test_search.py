@@ -64,6 +64,12 @@ def test_lexical_and_dense_retrieval_find_the_matching_product():
     assert lexical.matched(["greek", "milk"], 0) == ["greek"]
     dense = DenseIndex(np.eye(3) * 5)
     assert np.allclose(dense.scores(np.array([0, 2.0, 0])), [0, 1, 0])
+    scores, rows = dense.search(np.array([[0, 2.0, 1.0]]), 2)
+    assert rows.tolist() == [[1, 2]] and np.allclose(scores, [[2 / 5**0.5, 1 / 5**0.5]])
+    assert np.allclose(dense.pair_scores(np.array([[0, 2.0, 0], [3.0, 0, 0]]),
+                                         np.array([0, 1, 1]), np.array([1, 0, 1])), [1, 1, 0])
+    assert dense.add(np.array([[0, 1.0, 1.0]])).tolist() == [3] and len(dense) == 4
+    assert dense.search(np.array([0, 1.0, 1.0]), 1)[1].tolist() == [[3]]
 
 
 def test_search_text_holds_title_and_every_category_level(shop):
@@ -172,6 +178,28 @@ def test_rank_systems_equals_rank_one_by_one(engine, shop):
         assert all((a == b).all() for a, b in zip(alone, together[system], strict=True))
     with pytest.raises(ValueError, match="system must be one of"):
         engine.rank(texts, users, system="magic")
+
+
+def test_dense_retrieval_through_an_approximate_index_finds_the_exact_lists(engine, shop):
+    pytest.importorskip("faiss")
+    import copy
+
+    q = query_table(search_queries(shop.split, "test", kind="title")).iloc[:60]
+    texts, users = q["query"].tolist(), q["user_id"].tolist()
+    exact = engine.rank_systems(texts, users, systems=("dense", "personalized"), depth=10)
+    graph = copy.copy(engine)
+    graph.dense_ = DenseIndex(engine.dense_.vectors, kind="hnsw")
+    assert type(graph.dense_.index).__name__ == "FaissIndex"
+    approx = graph.rank_systems(texts, users, systems=("dense", "personalized"), depth=10)
+    found = {system: np.mean([len(set(a) & set(e)) / len(e)
+                              for a, e in zip(approx[system], exact[system], strict=True)])
+             for system in ("dense", "personalized")}
+    assert found["dense"] >= 0.99, found
+    # a pool that differs in a few items moves the features standardised over it
+    assert found["personalized"] >= 0.9, found
+    # deeper than the dense pool: the dense system asks the index for more
+    deep = engine.rank(texts[:3], users[:3], system="dense", depth=engine.dense_pool + 5)
+    assert all(len(r) == min(engine.dense_pool + 5, len(engine.items_)) for r in deep)
 
 
 def test_buy_again_is_required():

@@ -3,13 +3,13 @@
 * :class:`LexicalIndex` -- BM25 (``bm25s``, Lucene's variant) over each product's
   searchable text (:func:`search_text`), tokenised by :class:`~xsell.apps.query.QueryNormalizer`.
 * :class:`DenseIndex` -- cosine similarity between the query's MiniLM embedding and the
-  item embeddings the package already caches (:func:`xsell.text.item_texts`). The search
-  is exact here; an approximate index can replace :meth:`DenseIndex.scores` behind the
-  same call.
+  item embeddings the package already caches (:func:`xsell.text.item_texts`), searched
+  through an index of :mod:`xsell.index` (exact up to 100,000 items, approximate above).
 
-Both score the *whole* catalogue for every query (a sparse product and one matrix-vector
-product over 49,688 items take a few milliseconds), so every catalogue product is a
-candidate and the fusion stage (:mod:`xsell.apps.search`) sees every score.
+BM25 scores the whole catalogue for every query (a sparse product); the dense index
+returns each query's nearest items, and scores any other candidate pair on demand
+(:meth:`DenseIndex.pair_scores`), so the fusion stage (:mod:`xsell.apps.search`) sees both
+scores of every candidate.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 from xsell.apps.query import QueryNormalizer
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
+from xsell.index import ExactIndex, GrowingRows, build_index
 
 #: Optional catalogue columns that go into the searchable text, after title and category.
 TEXT_COLUMNS = (S.BRAND, "description")
@@ -78,26 +79,68 @@ class LexicalIndex:
         return [t for t in dict.fromkeys(tokens) if t in have]
 
 
+def _unit(vectors) -> np.ndarray:
+    x = np.asarray(vectors, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 class DenseIndex:
-    """Exact cosine search over unit-length item vectors.
+    """Cosine search over unit-length item vectors, through an index of :mod:`xsell.index`.
 
     Parameters
     ----------
     vectors : numpy.ndarray
         Shape ``(n_items, dim)``, catalogue order; normalised here.
+    kind : str
+        The index (:func:`xsell.index.build_index`): ``"auto"`` searches exactly up to
+        :data:`~xsell.index.EXACT_UP_TO` items and with faiss IVF above; ``"hnsw"``
+        keeps recall@10 above 0.99 on MiniLM vectors (``benchmarks/bench_index.py``).
+    **params
+        The faiss index's parameters (:class:`xsell.index.FaissIndex`).
     """
 
-    def __init__(self, vectors: np.ndarray):
-        vectors = np.asarray(vectors, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        self.vectors = vectors / np.maximum(norms, 1e-12)
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", **params):
+        unit = _unit(vectors)
+        self.index = build_index(unit, kind=kind, **params)
+        # pair scores read the rows: the exact index holds them, a faiss index a copy here
+        self._rows = None if isinstance(self.index, ExactIndex) else GrowingRows(unit)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.index)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The unit item vectors, one row per catalogue item."""
+        return self.index.vectors_ if self._rows is None else self._rows.array
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to each query vector, best first (``-1`` rows where
+        the index found fewer).
+
+        Returns
+        -------
+        scores : numpy.ndarray
+            ``(n_queries, k)`` cosine similarities.
+        rows : numpy.ndarray
+            ``(n_queries, k)`` catalogue rows.
+        """
+        return self.index.search(_unit(query_vectors), k)
+
+    def pair_scores(self, query_vectors: np.ndarray, query_rows: np.ndarray,
+                    items: np.ndarray) -> np.ndarray:
+        """Cosine similarity of item ``items[j]`` to query ``query_rows[j]``, for each ``j``."""
+        unit = _unit(query_vectors)
+        return np.einsum("ij,ij->i", unit[query_rows], self.vectors[items])
 
     def scores(self, query_vectors: np.ndarray) -> np.ndarray:
         """Cosine similarity of every item to each query vector: ``(n_items,)`` for one
         vector, ``(n_queries, n_items)`` for a matrix of them."""
-        q = np.asarray(query_vectors, dtype=np.float32)
-        unit = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
-        return unit @ self.vectors.T
+        return _unit(query_vectors) @ self.vectors.T
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append item vectors (new catalogue rows); the rows they were given."""
+        unit = _unit(vectors)
+        rows = self.index.add(unit)
+        if self._rows is not None:
+            self._rows.append(unit)
+        return rows

@@ -103,8 +103,7 @@ class _Candidates:
     item: np.ndarray      # catalogue code
     X: np.ndarray         # raw signal values, columns in ``signals_`` order
     bought: np.ndarray    # whether the query's shopper has bought the item
-    bm25: np.ndarray      # the retrieval scores of every catalogue item, query x item
-    dense: np.ndarray
+    bm25: np.ndarray      # the BM25 score of every catalogue item, query x item
     pools: tuple          # each retriever's top (lexical_pool, dense_pool) per query
 
 
@@ -142,6 +141,10 @@ class ProductSearch(Saveable):
         Held-out queries the weights are learnt on (a seeded sample when there are more).
     encoder : str
         Sentence encoder of queries and products (:class:`xsell.text.TextEncoder`).
+    dense_index : str
+        The nearest-neighbour index of the dense retriever
+        (:class:`~xsell.apps.retrieval.DenseIndex`): ``"auto"`` is exact up to 100,000
+        products, ``"hnsw"`` an approximate graph.
     seed : int
         Seed of the held-out title queries and of the query sample.
     cache : bool
@@ -171,14 +174,16 @@ class ProductSearch(Saveable):
     def __init__(self, lexical_pool: int = LEXICAL_POOL, dense_pool: int = DENSE_POOL,
                  signal_models: dict | None = None, query_kinds: Sequence[str] = QUERY_KINDS,
                  max_queries: int = 6000,
-                 encoder: str = "sentence-transformers/all-MiniLM-L6-v2", seed: int = 0,
-                 cache: bool = True, progress: bool = True):
+                 encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+                 dense_index: str = "auto", seed: int = 0, cache: bool = True,
+                 progress: bool = True):
         self.lexical_pool = lexical_pool
         self.dense_pool = dense_pool
         self.signal_models = signal_models
         self.query_kinds = query_kinds
         self.max_queries = max_queries
         self.encoder = encoder
+        self.dense_index = dense_index
         self.seed = seed
         self.cache = cache
         self.progress = progress
@@ -227,7 +232,7 @@ class ProductSearch(Saveable):
         self.lexical_ = LexicalIndex(search_text(data).tolist())
         if vectors is None:
             vectors = self.text_encoder_.encode(item_texts(data).tolist())
-        self.dense_ = DenseIndex(vectors)
+        self.dense_ = DenseIndex(vectors, kind=self.dense_index)
         self._levels = self._category_levels(data)
         self._catalogue = data.items.set_index(S.ITEM).reindex(self.items_).assign(
             department=data.item_category(0).to_numpy())  # what explanations show
@@ -245,7 +250,8 @@ class ProductSearch(Saveable):
     def _key_params(self) -> dict:
         return {"lexical_pool": self.lexical_pool, "dense_pool": self.dense_pool,
                 "signal_models": self._signal_params(), "query_kinds": list(self.query_kinds),
-                "max_queries": self.max_queries, "encoder": self.encoder, "seed": self.seed}
+                "max_queries": self.max_queries, "encoder": self.encoder,
+                "dense_index": self.dense_index, "seed": self.seed}
 
     def _heldout_queries(self, train: Dataset, rest: Dataset,
                          heldout: pd.DataFrame) -> pd.DataFrame:
@@ -396,33 +402,33 @@ class ProductSearch(Saveable):
     def _tokens(self, text: str) -> list[str]:
         return self.lexical_.normalizer.query_tokens(text)
 
-    def _retrieval_scores(self, texts: Sequence[str],
-                          store: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 and cosine scores of every catalogue item, one row per query (``store``:
-        keep new query vectors in the on-disk embedding cache)."""
+    def _retrieve(self, texts: Sequence[str], store: bool = True,
+                  dense_depth: int = 0) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """The first stage of each query: BM25 scores of every catalogue item, the query
+        vectors, and the pools -- each query's top ``lexical_pool`` BM25 columns and its
+        nearest ``max(dense_pool, dense_depth)`` items from the dense index, best first
+        (``store``: keep new query vectors in the on-disk embedding cache)."""
+        n = len(self.items_)
         bm25 = np.vstack([self.lexical_.scores(self._tokens(t)) for t in texts])
-        return bm25, self.dense_.scores(self.text_encoder_.encode(list(texts), store=store))
+        queries = self.text_encoder_.encode(list(texts), store=store)
+        _, semantic = self.dense_.search(queries, min(max(self.dense_pool, dense_depth), n))
+        return bm25, queries, (top_k(bm25, min(self.lexical_pool, n), sort=False), semantic)
 
-    def _pools(self, bm25: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's top ``lexical_pool`` BM25 and top ``dense_pool`` dense columns."""
-        return (top_k(bm25, min(self.lexical_pool, len(self.items_)), sort=False),
-                top_k(dense, min(self.dense_pool, len(self.items_)), sort=False))
-
-    def _candidates(self, texts: Sequence[str], users: np.ndarray,
-                    store: bool = True) -> _Candidates:
-        bm25, dense = self._retrieval_scores(texts, store)
-        lexical, semantic = self._pools(bm25, dense)
+    def _candidates(self, texts: Sequence[str], users: np.ndarray, store: bool = True,
+                    dense_depth: int = 0) -> _Candidates:
+        bm25, queries, pools = self._retrieve(texts, store, dense_depth)
+        lexical, semantic = pools[0], pools[1][:, :self.dense_pool]
         matched = np.take_along_axis(bm25, lexical, axis=1) > 0  # a word of the query occurs
         rows = np.arange(len(texts))[:, None]
         n = len(self.items_)
         # The union of both pools per query, sorted by (query, item): one pair code each.
         pairs = np.unique(np.concatenate([
             (np.broadcast_to(rows, lexical.shape) * n + lexical)[matched],
-            (np.broadcast_to(rows, semantic.shape) * n + semantic).ravel()]))
+            (np.broadcast_to(rows, semantic.shape) * n + semantic)[semantic >= 0]]))
         row, item = pairs // n, pairs % n
         X = np.zeros((len(row), len(self.signals_)))
         X[:, 0] = bm25[row, item]
-        X[:, 1] = dense[row, item]
+        X[:, 1] = self.dense_.pair_scores(queries, row, item)
         X[:, 2] = self.popularity_[item]
         X[:, 3:] = self._personal(users, row, item)
         codes = self.users_.get_indexer(np.asarray(users, dtype=object))
@@ -430,7 +436,7 @@ class ProductSearch(Saveable):
         known = codes[row] >= 0
         if known.any():
             bought[known] = np.asarray(self._counts[codes[row[known]], item[known]]).ravel() > 0
-        return _Candidates(row, item, X, bought, bm25, dense, (lexical, semantic))
+        return _Candidates(row, item, X, bought, bm25, pools)
 
     def _personal(self, users: np.ndarray, row: np.ndarray, item: np.ndarray) -> np.ndarray:
         """The shopper's signals for each (query, item) pair; 0 for unknown shoppers."""
@@ -486,17 +492,19 @@ class ProductSearch(Saveable):
                           unit="batch", disable=not self.progress or len(texts) <= BATCH_QUERIES):
             part = [str(t) for t in texts[start:start + BATCH_QUERIES]]
             who = users[start:start + BATCH_QUERIES]
+            dense_depth = depth if "dense" in systems else 0
             if fused:
-                cand = self._candidates(part, who, store)
+                cand = self._candidates(part, who, store, dense_depth)
                 z = self._features(cand, len(part))
-                scores, pools = (cand.bm25, cand.dense), cand.pools
+                bm25, (lexical, semantic) = cand.bm25, cand.pools
             else:
-                scores = self._retrieval_scores(part, store)
-                pools = self._pools(*scores)
+                bm25, _, (lexical, semantic) = self._retrieve(part, store, dense_depth)
             for system in systems:
-                if system in TEXT_SIGNALS:
-                    j = TEXT_SIGNALS.index(system)
-                    out[system].extend(ids[_ranked(scores[j], pools[j], depth)])
+                if system == "bm25":
+                    out[system].extend(ids[_ranked(bm25, lexical, depth)])
+                    continue
+                if system == "dense":  # the index's answer, best first
+                    out[system].extend(ids[r[r >= 0][:depth]] for r in semantic)
                     continue
                 score = self._combined(z, cand.row, system, who)
                 order = np.lexsort((-score, cand.row))  # by query, best first, ties by code

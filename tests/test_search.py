@@ -202,6 +202,38 @@ def test_dense_retrieval_through_an_approximate_index_finds_the_exact_lists(engi
     assert all(len(r) == min(engine.dense_pool + 5, len(engine.items_)) for r in deep)
 
 
+def test_products_added_after_the_fit_are_found_at_once(engine, shop):
+    import copy
+
+    from xsell.text import item_texts
+
+    live = copy.deepcopy(engine)
+    catalogue = shop.data.items
+    twin = catalogue.iloc[[0]].assign(item_id="NEW-TWIN")  # an existing product's text
+    new = pd.DataFrame({"item_id": ["NEW-1"], "title": ["Zorbly Quinoa Crunch"],
+                        "category": [catalogue["category"].iloc[3]]})
+    rows = pd.concat([twin, new], ignore_index=True)
+    vectors = live.text_encoder_.encode(item_texts(live.dataset_, rows).tolist())
+    live.add_items(rows, vectors)
+    assert len(live.items_) == len(engine.items_) + 2
+    # BM25 of an added copy is the original's, by the statistics the index was built with
+    tokens = live._tokens(catalogue["title"].iloc[0])
+    scores = live.lexical_.scores(tokens)
+    assert scores[-2] == pytest.approx(scores[0], rel=1e-5) and scores[0] > 0
+    # its words are found, a typo of them corrected to them, and it ranks first
+    user = shop.split.train["user_id"].iloc[0]
+    for query in ("zorbly crunch", "zorbli"):
+        found = live.search(query, user=user, k=5)
+        assert found["item_id"].iloc[0] == "NEW-1", found
+        assert "text match: zorbly" in found["why"].iloc[0]
+    assert live.rank(["zorbly"], system="dense", depth=len(live.items_))[0].tolist().count(
+        "NEW-1") == 1
+    # the fitted engine is untouched; an id already in the catalogue is refused
+    assert len(engine.items_) == len(engine.dense_) == len(engine.lexical_)
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        live.add_items(new, vectors[1:])
+
+
 def test_buy_again_is_required():
     with pytest.raises(ValueError, match="must include 'buy-again'"):
         ProductSearch(signal_models={"cooccurrence": {}}, cache=False).fit(

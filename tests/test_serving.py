@@ -382,6 +382,71 @@ def test_an_event_changes_the_next_list_without_a_refit(served, tmp_path):
     assert len(EventLog(tmp_path / "events.sqlite")) == 2
 
 
+def test_a_new_item_is_searchable_and_recommendable_at_once(served, tmp_path):
+    from xsell.text import item_texts
+
+    bundle = load_bundle(served["folder"])  # its own: the app grows its search index
+    data, model = bundle.data, bundle.two_tower
+    catalogue = data.items.set_index("item_id")
+    ids = np.append(data.item_index.to_numpy(), "NEW-1")
+    # a shopper whose two-tower top 10 the new product enters, by the model's own scores:
+    # a variant of a product the model ranks first for them
+    for user in map(str, data.user_index[:20]):
+        top = catalogue.loc[model.recommend([user], k=1, exclude_seen=True)[0][0]]
+        fields = {"title": f"Zorbly {top['title']}", "category": top["category"],
+                  "price": 3.5}
+        row = pd.DataFrame([{"item_id": "NEW-1", **fields}])
+        text = bundle.search.text_encoder_.encode(item_texts(data, row).tolist(), store=False)
+        scores = np.append(model.score([user])[0], model.score_text_items([user], text)[0])
+        scores[data.item_index.get_indexer(data.user_interactions(user)["item_id"])] = -np.inf
+        expected = list(ids[np.argsort(-scores, kind="stable")[:10]])
+        if "NEW-1" in expected:
+            break
+    assert "NEW-1" in expected, "the new product enters no shopper's top 10"
+    log = EventLog(tmp_path / "events.sqlite")
+    with TestClient(create_app(bundle, log), raise_server_exceptions=False) as c:
+        tower = {"user": user, "k": 10, "model": "two-tower"}
+        r = c.post("/items", json={"item_id": "NEW-1", **fields})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["serves"] == ["search", "recommend:two-tower"]
+        assert "recommend:hybrid" in body["ignores"] and body["took_ms"] > 0
+        assert body["item"] == {"item_id": "NEW-1", "title": fields["title"],
+                                "department": fields["category"].split(" > ")[0]}
+        served_list = c.post("/recommend", json=tower).json()["items"]
+        assert [it["item_id"] for it in served_list] == expected
+        new = next(it for it in served_list if it["item_id"] == "NEW-1")
+        assert new["title"] == fields["title"] and "because" not in new
+        found = c.get("/search", params={"q": "zorbly", "user": user}).json()
+        assert found["items"][0]["item_id"] == "NEW-1", found
+        assert c.get("/items/NEW-1").json()["title"] == fields["title"]
+        # the hybrids and cart completion know it from the next fit; an event may name it
+        assert c.post("/recommend", json={"user": user}).status_code == 200
+        r = c.post("/complete", json={"items": ["NEW-1"]})
+        assert r.status_code == 422 and r.json()["detail"]["value"] == ["NEW-1"]
+        assert c.post("/events", json={"user": user, "items": ["NEW-1"]}).status_code == 201
+        after = [it["item_id"] for it in c.post("/recommend", json=tower).json()["items"]]
+        assert "NEW-1" not in after  # bought: no longer recommended to them
+        assert c.post("/recommend", json={"user": user}).status_code == 200
+        # refused: an id taken (by the fit or an addition), a body without a title
+        for taken in ("NEW-1", str(data.item_index[0])):
+            r = c.post("/items", json={"item_id": taken, "title": "x"})
+            assert r.status_code == 409 and r.json()["detail"]["value"] == taken
+        r = c.post("/items", json={"item_id": "NEW-2"})
+        assert r.status_code == 422 and r.json()["detail"]["field"] == "title"
+        assert c.get("/health").json()["items_added"] == 1
+    log.close()
+    # a restarted server indexes the logged product again and replays the purchase
+    with TestClient(create_app(load_bundle(served["folder"]),
+                               EventLog(tmp_path / "events.sqlite")),
+                    raise_server_exceptions=False) as c:
+        assert c.get("/health").json()["items_added"] == 1
+        assert c.get("/health").json()["events"] == 1
+        assert c.post("/recommend", json=tower).json()["items"][0]["item_id"] == after[0]
+        found = c.get("/search", params={"q": "zorbli"}).json()  # a typo of it
+        assert found["items"][0]["item_id"] == "NEW-1"
+
+
 # ---------------------------------------------------------------------- a real server
 def _free_port() -> int:
     with socket.socket() as s:
@@ -566,21 +631,26 @@ def test_a_malformed_request_fuzz_gets_only_2xx_and_4xx(served, tmp_path):
         burst = frame[frame["request"] == "burst"]
         assert len(burst) == BURST_USER_EVENTS and (burst["status"] == 201).all()
         logged = frame["request"].isin(["burst", "events: malformed"]) & (frame["status"] == 201)
+        added = (frame["request"] == "items: malformed") & (frame["status"] == 201)
         health = httpx.get(f"{url}/health").json()
         assert health["status"] == "ok" and health["events"] == logged.sum()
+        assert health["items_added"] == added.sum()
         user = str(data.user_index[0])
         r = httpx.post(f"{url}/recommend", json={"user": user, "k": 3}, timeout=30)
         assert r.status_code == 200 and len(r.json()["items"]) == 3
+        r = httpx.get(f"{url}/search", params={"q": "oat bar", "user": user}, timeout=30)
+        assert r.status_code == 200 and r.json()["items"]
     finally:
         _stop(proc)
     log = EventLog(events)
     mine = [e for e in log.events() if e.user == str(data.user_index[0]) and len(e.items) == 1]
     assert len(log) == logged.sum() and len(mine) >= BURST_USER_EVENTS
+    assert len(log.items()) == added.sum()
 
 
 def test_with_events_appends_baskets_in_the_datas_id_types():
     from xsell.data.dataset import Dataset
-    from xsell.serving.events import Event, with_events
+    from xsell.serving.events import Event, LoggedItem, with_events
 
     inter = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 11, 10],
                           "basket_id": [100, 100, 101], "seq": [0, 0, 0],
@@ -592,10 +662,17 @@ def test_with_events_appends_baskets_in_the_datas_id_types():
               Event(2, "visitor", ("10",), None, 0.0),   # a text id where ids are numbers
               Event(3, "2", ("99",), None, 0.0),         # an item the catalogue lacks
               Event(4, "3", ("11",), None, 1.7e9)]       # a new shopper
-    merged, counts = with_events(data, events)
-    assert counts == {"events": 4, "baskets": 2, "unknown_items": 1, "bad_users": 1,
-                      "through": 4}
-    new = merged.interactions.iloc[3:]
+    logged = [LoggedItem("13", {"title": "d", "price": 2.0}, 0.0),  # no price column: dropped
+              LoggedItem("12", {"title": "c"}, 0.0),  # in the catalogue already
+              LoggedItem("x1", {"title": "e"}, 0.0)]  # a text id where ids are numbers
+    events.append(Event(5, "2", ("13",), None, 0.0))  # buys the product added while serving
+    merged, counts = with_events(data, events, logged)
+    assert counts == {"items": 1, "bad_items": 1, "events": 5, "baskets": 3,
+                      "unknown_items": 1, "bad_users": 1, "through": 5}
+    assert merged.items["item_id"].tolist() == [10, 11, 12, 13]
+    assert list(merged.items.columns) == ["item_id", "title"]
+    assert merged.interactions["item_id"].iloc[-1] == 13
+    new = merged.interactions.iloc[3:-1]
     assert new["user_id"].tolist() == [1, 1, 3] and new["item_id"].tolist() == [12, 10, 11]
     assert new["basket_id"].tolist() == [102, 102, 103] and new["seq"].tolist() == [1, 1, 0]
     assert merged.interactions["user_id"].dtype == np.int64
@@ -609,7 +686,8 @@ def test_a_nightly_fit_learns_the_logged_events_and_serves_only_later_ones(serve
     user, items = str(data.user_index[1]), [str(i) for i in data.item_index[-2:]]
     path = tmp_path / "events.sqlite"
     log = EventLog(path)
-    log.append(user, items)
+    log.add_item("NEW-9", {"title": "Zorbly Oat Bar", "category": "snacks > bars"})
+    log.append(user, items + ["NEW-9"])  # buys the product added while serving too
     log.append(user, ["NOPE"])
     log.close()
     assert main(["fit", "--synthetic", "--users", str(USERS), "--objectives", "explore",
@@ -619,12 +697,16 @@ def test_a_nightly_fit_learns_the_logged_events_and_serves_only_later_ones(serve
     out = tmp_path / "next"
     assert main(["fit", "--synthetic", "--users", str(USERS), "--objectives", "explore",
                  "--events", str(path), "--out", str(out)]) == 0
-    assert "1 of 2 logged purchases added" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 products added while serving join" in err and "1 of 2 logged purchases" in err
     bundle = load_bundle(out)
     assert bundle.manifest["events_through"] == 2
     mine = bundle.data.user_interactions(user)
-    assert set(mine.loc[mine["seq"] == mine["seq"].max(), "item_id"]) == set(items)
+    assert set(mine.loc[mine["seq"] == mine["seq"].max(), "item_id"]) == {*items, "NEW-9"}
+    assert bundle.data.items.set_index("item_id").loc["NEW-9", "title"] == "Zorbly Oat Bar"
     log = EventLog(path)
     log.append(user, items[:1])  # after the fit: the only event the new server replays
     with TestClient(create_app(bundle, log), raise_server_exceptions=False) as c:
-        assert c.get("/health").json()["events"] == 1
+        health = c.get("/health").json()
+        assert health["events"] == 1 and health["items_added"] == 0  # in the catalogue now
+        assert c.post("/complete", json={"items": ["NEW-9"]}).status_code == 200

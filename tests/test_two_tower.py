@@ -12,6 +12,7 @@ from xsell.losses import in_batch_softmax_loss
 from xsell.models.behaviour import top_items, training_states
 from xsell.models.towers import UserTower
 from xsell.models.two_tower import TwoTower
+from xsell.text import item_texts
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +93,19 @@ def test_fit_learns_and_scores_cold_items_through_text(shop, tiny_lm_dir):
     # A catalogue item nobody bought still gets a real (text) score, and can be recommended.
     assert model.scores_unseen_items
     cold = np.flatnonzero(~model.seen_items_)
-    if len(cold):
-        assert np.unique(scores[:, cold]).size > 1
+    assert len(cold) and np.unique(scores[:, cold]).size > 1
+    # A product added after the fit is placed by the same text path as a cold item.
+    text = model._text_encoder().encode(item_texts(shop).iloc[cold].tolist())
+    assert np.allclose(model.text_item_vectors(text), model.item_vectors_[cold], atol=1e-6)
+    assert np.allclose(model.score_text_items(users, text), scores[:, cold], atol=1e-5)
 
 
 def test_id_only_tower_cannot_score_cold_items(tiny_lm_dir, shop):
     model = small(tiny_lm_dir, item_features="id", max_epochs=1)
     assert not model.scores_unseen_items
+    model.fit(shop)
+    with pytest.raises(ValueError, match="item ids only"):
+        model.text_item_vectors(np.zeros((1, 32), dtype=np.float32))
 
 
 def test_history_argument_and_seeded_reproducibility(shop, tiny_lm_dir):

@@ -533,9 +533,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         log = EventLog(args.events)  # refuses a file that is not an event log, naming it
     raw = _load(args)
     if log is not None:
-        raw, counts = with_events(raw, log.events())
+        raw, counts = with_events(raw, log.events(), log.items())
         log.close()
-        print(f"events: {counts['baskets']:,} of {counts['events']:,} logged purchases added "
+        print(f"events: {counts['items']:,} products added while serving join the catalogue "
+              f"({counts['bad_items']:,} with an id of another type: skipped); "
+              f"{counts['baskets']:,} of {counts['events']:,} logged purchases added "
               f"as baskets ({counts['unknown_items']:,} name items the catalogue lacks, "
               f"{counts['bad_users']:,} a shopper id of another type: skipped)",
               file=sys.stderr)
@@ -729,9 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--objectives", default="all,explore,cross-category",
                      help="the hybrids to fit (what /recommend's 'objective' can ask for)")
     fit.add_argument("--events", metavar="FILE",
-                     help="an event log of `xsell serve`: its purchases are added to the "
-                          "data as baskets (the nightly refit); the new bundle's server "
-                          "replays only later events")
+                     help="an event log of `xsell serve`: its new products join the "
+                          "catalogue and its purchases the data as baskets (the nightly "
+                          "refit); the new bundle's server replays only later events")
     _add_messages_arg(fit)
     fit.set_defaults(func=_cmd_fit)
 

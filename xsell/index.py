@@ -81,14 +81,18 @@ class GrowingRows:
         """The rows so far (a view: valid until the next :meth:`append`)."""
         return self._buffer[:self._n]
 
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` more rows now (one copy), so the next appends copy none."""
+        if self._n + rows > len(self._buffer):
+            grown = np.empty((self._n + rows, self._buffer.shape[1]), dtype=np.float32)
+            grown[:self._n] = self.array
+            self._buffer = grown
+
     def append(self, rows: np.ndarray) -> None:
         """Append ``rows`` (already checked to be float32 of the right dimension)."""
         need = self._n + len(rows)
         if need > len(self._buffer):
-            grown = np.empty((max(need, 2 * len(self._buffer)), self._buffer.shape[1]),
-                             dtype=np.float32)
-            grown[:self._n] = self.array
-            self._buffer = grown
+            self.reserve(max(len(rows), self._n))  # doubling: amortised constant time
         self._buffer[self._n:need] = rows
         self._n = need
 
@@ -108,6 +112,10 @@ class ExactIndex:
     def vectors_(self) -> np.ndarray:
         """The indexed vectors, float32, one row per item."""
         return self._rows.array
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` more vectors now, so that adding them copies nothing."""
+        self._rows.reserve(rows)
 
     @property
     def dim(self) -> int:
@@ -232,6 +240,9 @@ class FaissIndex:
 
     def __len__(self) -> int:
         return int(self.index_.ntotal)
+
+    def reserve(self, rows: int) -> None:
+        """Nothing to do: faiss grows its storage itself."""
 
     def add(self, vectors) -> np.ndarray:
         """Append ``vectors`` (IVF places them in its trained cells); the rows they were given."""

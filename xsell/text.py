@@ -43,9 +43,10 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # ---------------------------------------------------------------------------- product text
 
 
-def _price_buckets(price: pd.Series) -> pd.Series:
-    """"budget" / "mid-range" / "premium" by the catalogue's price terciles."""
-    known = price.dropna()
+def _price_buckets(price: pd.Series, catalogue: pd.Series | None = None) -> pd.Series:
+    """"budget" / "mid-range" / "premium" by the price terciles of ``catalogue`` (default
+    ``price`` itself)."""
+    known = (price if catalogue is None else catalogue).dropna()
     if known.nunique() < 3:
         return pd.Series("", index=price.index)
     low, high = known.quantile([1 / 3, 2 / 3])
@@ -53,24 +54,30 @@ def _price_buckets(price: pd.Series) -> pd.Series:
                                ["budget", "mid-range", "premium"], ""), index=price.index)
 
 
-def item_texts(dataset: Dataset) -> pd.Series:
+def item_texts(dataset: Dataset, items: pd.DataFrame | None = None) -> pd.Series:
     """The text the item tower reads, one per catalogue item (catalogue order).
 
     ``title``, then the category path, then the brand and a price bucket when the catalogue
     has them, joined by ``" | "``, e.g. ``"Organic Bananas | produce > fresh fruits"``.
+    ``items``: other rows in the catalogue's format (products new since a fit) -- their
+    texts, in the same form, with price buckets by the catalogue's terciles.
     """
-    items = dataset.items
-    parts = [items[S.TITLE].astype(str)]
-    if S.CATEGORY in items:
-        parts.append(items[S.CATEGORY].fillna("").astype(str))
-    if S.BRAND in items:
-        parts.append(("brand " + items[S.BRAND].astype(str)).where(items[S.BRAND].notna(), ""))
-    if S.PRICE in items:
-        parts.append(_price_buckets(pd.to_numeric(items[S.PRICE], errors="coerce")))
+    catalogue = dataset.items
+    rows = catalogue if items is None else items
+    parts = [rows[S.TITLE].astype(str)]
+    if S.CATEGORY in catalogue:
+        parts.append(rows.get(S.CATEGORY, pd.Series(None, index=rows.index, dtype=object))
+                     .fillna("").astype(str))
+    if S.BRAND in catalogue and S.BRAND in rows:
+        parts.append(("brand " + rows[S.BRAND].astype(str)).where(rows[S.BRAND].notna(), ""))
+    if S.PRICE in catalogue:
+        price = pd.to_numeric(rows.get(S.PRICE, pd.Series(np.nan, index=rows.index)),
+                              errors="coerce")
+        parts.append(_price_buckets(price, pd.to_numeric(catalogue[S.PRICE], errors="coerce")))
     text = parts[0]
     for part in parts[1:]:
         text = text + np.where(part != "", " | " + part, "")
-    return pd.Series(text.to_numpy(), index=items[S.ITEM].to_numpy(), name="text")
+    return pd.Series(text.to_numpy(), index=rows[S.ITEM].to_numpy(), name="text")
 
 
 def history_text(titles: Sequence[str], prefix: str = "recently bought: ") -> str:
@@ -271,6 +278,11 @@ class TextEncoder:
         # concurrent calls ("Already borrowed"), and one model call uses every core anyway.
         self._lock = threading.RLock()
         self.cache = self._make_cache(cache)
+
+    def __deepcopy__(self, memo: dict) -> TextEncoder:
+        # One loaded model and its cache serve every copy of what holds the encoder (it
+        # has no per-user state), and a lock cannot be copied.
+        return self
 
     def _language_model(self):
         # Loaded only when a text must be encoded: with a warm cache, reading vectors back

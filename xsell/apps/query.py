@@ -80,13 +80,19 @@ class QueryNormalizer:
     def __init__(self, vocabulary: Iterable[str] | None = None,
                  stop_words: Iterable[str] = STOP_WORDS):
         self.stop_words = frozenset(stop_words)
-        self.frequency = Counter(vocabulary or ())
+        self.frequency: Counter = Counter()
         # SymSpell-style index: every vocabulary word under each of its one-letter deletions.
         self._by_delete: dict[str, list[str]] = {}
-        for word in self.frequency:
+        self.add_vocabulary(vocabulary or ())
+
+    def add_vocabulary(self, vocabulary: Iterable[str]) -> None:
+        """Count more document tokens (a new product's words become correct spellings)."""
+        counts = Counter(vocabulary)
+        for word in counts.keys() - self.frequency.keys():
             if len(word) >= MIN_CORRECTABLE:
                 for d in _deletes(word):
                     self._by_delete.setdefault(d, []).append(word)
+        self.frequency.update(counts)
 
     def document_tokens(self, text: str) -> list[str]:
         """Tokens of a product text (no correction: the catalogue defines the words)."""

@@ -14,6 +14,7 @@ scores of every candidate.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,20 +29,20 @@ from xsell.index import ExactIndex, GrowingRows, build_index
 TEXT_COLUMNS = (S.BRAND, "description")
 
 
-def search_text(dataset: Dataset) -> pd.Series:
+def search_text(dataset: Dataset, items: pd.DataFrame | None = None) -> pd.Series:
     """The text a shopper's words are matched against, one per catalogue item.
 
     Title, every level of the category path (``"dairy eggs > yogurt"`` contributes both
-    names), then brand and description where the catalogue has them.
+    names), then brand and description where the catalogue has them. ``items``: other
+    rows in the catalogue's format (products new since a fit) -- their texts instead.
     """
-    items = dataset.items
-    text = items[S.TITLE].astype(str)
-    if S.CATEGORY in items:
-        text = text + " " + items[S.CATEGORY].fillna("").astype(str).str.replace(">", " ")
-    for column in TEXT_COLUMNS:
-        if column in items:
-            text = text + " " + items[column].fillna("").astype(str)
-    return pd.Series(text.to_numpy(), index=items[S.ITEM].to_numpy(), name="search_text")
+    rows = dataset.items if items is None else items
+    text = rows[S.TITLE].astype(str)
+    for column in (S.CATEGORY, *TEXT_COLUMNS):
+        if column in rows:
+            part = rows[column].fillna("").astype(str)
+            text = text + " " + (part.str.replace(">", " ") if column == S.CATEGORY else part)
+    return pd.Series(text.to_numpy(), index=rows[S.ITEM].to_numpy(), name="search_text")
 
 
 class LexicalIndex:
@@ -58,20 +59,50 @@ class LexicalIndex:
     def __init__(self, texts: Sequence[str], k1: float = 1.5, b: float = 0.75):
         import bm25s
 
+        self.k1, self.b = k1, b
         self.normalizer = QueryNormalizer.from_documents(texts)
         self.document_tokens = [self.normalizer.document_tokens(t) for t in texts]
         self.bm25 = bm25s.BM25(k1=k1, b=b)
         self.bm25.index(self.document_tokens, show_progress=False)
+        self._indexed = len(self.document_tokens)  # rows bm25s holds; the rest were added
+        # what an added product is scored with: document frequencies, mean length
+        self._frequency = Counter(w for doc in self.document_tokens for w in set(doc))
+        self._mean_length = float(np.mean([len(d) for d in self.document_tokens] or [1]))
+        self._added: list[tuple[Counter, int]] = []  # token counts and length of each
 
     def __len__(self) -> int:
         return len(self.document_tokens)
 
+    def add(self, texts: Sequence[str]) -> None:
+        """Append products (rows after the indexed ones). bm25s cannot add to an index and
+        rebuilding it takes seconds, so they are scored with the index's statistics --
+        document frequencies and average length as built; the next fit rebuilds it."""
+        tokens = [self.normalizer.document_tokens(t) for t in texts]
+        self.normalizer.add_vocabulary(w for doc in tokens for w in doc)
+        self.document_tokens.extend(tokens)
+        self._added.extend((Counter(doc), len(doc)) for doc in tokens)
+
+    def _added_scores(self, tokens: Sequence[str]) -> np.ndarray:
+        """BM25 (Lucene's variant, as bm25s) of the added products, by the built statistics."""
+        frequency, mean_length = self._frequency, self._mean_length
+        n = self._indexed
+        out = np.zeros(len(self._added), dtype=np.float32)
+        for j, (counts, length) in enumerate(self._added):
+            norm = 1 - self.b + self.b * length / mean_length
+            for t in tokens:
+                if counts[t]:
+                    idf = np.log(1 + (n - frequency[t] + 0.5) / (frequency[t] + 0.5))
+                    out[j] += idf * counts[t] / (counts[t] + self.k1 * norm)
+        return out
+
     def scores(self, tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every item for normalised query ``tokens`` (0 = no word matched)."""
         known = [t for t in tokens if t in self.bm25.vocab_dict]
-        if not known:
-            return np.zeros(len(self), dtype=np.float32)
-        return self.bm25.get_scores(known)
+        scores = (self.bm25.get_scores(known) if known
+                  else np.zeros(self._indexed, dtype=np.float32))
+        if len(self) > self._indexed:
+            scores = np.concatenate([scores, self._added_scores(tokens)])
+        return scores
 
     def matched(self, tokens: Sequence[str], row: int) -> list[str]:
         """The query tokens that item ``row``'s text contains (an explanation)."""
@@ -136,6 +167,12 @@ class DenseIndex:
         """Cosine similarity of every item to each query vector: ``(n_items,)`` for one
         vector, ``(n_queries, n_items)`` for a matrix of them."""
         return _unit(query_vectors) @ self.vectors.T
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` more items now, so that adding them copies nothing."""
+        self.index.reserve(rows)
+        if self._rows is not None:
+            self._rows.reserve(rows)
 
     def add(self, vectors: np.ndarray) -> np.ndarray:
         """Append item vectors (new catalogue rows); the rows they were given."""

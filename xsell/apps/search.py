@@ -233,7 +233,9 @@ class ProductSearch(Saveable):
         if vectors is None:
             vectors = self.text_encoder_.encode(item_texts(data).tolist())
         self.dense_ = DenseIndex(vectors, kind=self.dense_index)
-        self._levels = self._category_levels(data)
+        self._fitted_items = len(self.items_)  # rows after these were added since the fit
+        self._added_text = np.zeros((0, self.dense_.vectors.shape[1]), dtype=np.float32)
+        self._levels, self._level_names = self._category_levels(data)
         self._catalogue = data.items.set_index(S.ITEM).reindex(self.items_).assign(
             department=data.item_category(0).to_numpy())  # what explanations show
 
@@ -246,6 +248,56 @@ class ProductSearch(Saveable):
         super()._restore_state(state, dataset)
         self._index(dataset, vectors)
         self._use(dataset, self.models_)
+
+    def add_items(self, items: pd.DataFrame, vectors: np.ndarray) -> None:
+        """Make products new since the fit searchable at once.
+
+        Their text joins the BM25 index (scored with the index's statistics as built) and
+        their vectors the dense index; they rank by the same weights, with popularity 0,
+        the shopper's familiarity with their department and category, and the two-tower's
+        score of their text. Buy-again and co-occurrence know products by id, so they score
+        them 0 until the next fit.
+
+        Parameters
+        ----------
+        items : pandas.DataFrame
+            Rows in the catalogue's format: ``item_id`` (ids new to the catalogue, in its
+            id type), ``title``, and where known ``category`` (levels joined by ``" > "``),
+            ``brand``, ``description``.
+        vectors : numpy.ndarray
+            ``(len(items), dim)`` their text embeddings by this search's encoder, of
+            :func:`xsell.text.item_texts` ``(dataset_, items)``.
+
+        Raises
+        ------
+        ValueError
+            If an id is in the catalogue already, or the vectors do not match (named).
+        """
+        ids = pd.Index(items[S.ITEM])
+        taken = ids[self.items_.get_indexer(ids) >= 0]
+        if len(taken) or not ids.is_unique:
+            raise ValueError(f"item ids already in the catalogue (or repeated): "
+                             f"{list(taken[:5]) or list(ids[ids.duplicated()][:5])}")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self._added_text.shape[1]):
+            raise ValueError(f"vectors have shape {vectors.shape}; expected "
+                             f"{(len(ids), self._added_text.shape[1])}")
+        self.lexical_.add(search_text(self.dataset_, items).tolist())
+        self.dense_.add(vectors)
+        self._added_text = np.vstack([self._added_text, vectors])
+        self.items_ = self.items_.append(ids)
+        self.popularity_ = np.append(self.popularity_, np.zeros(len(ids)))
+        self._counts.resize((self._counts.shape[0], len(self.items_)))  # bought by no one
+        paths = (items[S.CATEGORY] if S.CATEGORY in items
+                 else pd.Series(None, index=items.index)).fillna("(none)").astype(str)
+        parts = paths.str.split(S.CATEGORY_SEP, regex=False)
+        for name, depth in self._category_depths(self.dataset_).items():
+            names = parts.map(lambda p, d=depth: S.CATEGORY_SEP.join(p[:d + 1]))
+            self._levels[name] = np.append(self._levels[name],
+                                           self._level_names[name].get_indexer(names))
+        rows = items.set_index(S.ITEM).reindex(columns=self._catalogue.columns)
+        rows["department"] = parts.str[0].to_numpy()
+        self._catalogue = pd.concat([self._catalogue, rows])
 
     def _key_params(self) -> dict:
         return {"lexical_pool": self.lexical_pool, "dense_pool": self.dense_pool,
@@ -287,7 +339,8 @@ class ProductSearch(Saveable):
             shape=(len(self.users_), len(self.items_)))
         self._share = {}
         for level, codes in self._levels.items():
-            counts = np.zeros((len(self.users_), codes.max() + 1))
+            # the last column stays 0: code -1, a category new since the fit
+            counts = np.zeros((len(self.users_), codes.max() + 2))
             np.add.at(counts, (self._user_rows, codes[item_rows]), 1.0)
             self._share[level] = counts / counts.sum(1, keepdims=True).clip(min=1)
 
@@ -295,11 +348,16 @@ class ProductSearch(Saveable):
         return dict(SIGNAL_MODELS if self.signal_models is None else self.signal_models)
 
     @staticmethod
-    def _category_levels(data: Dataset) -> dict[str, np.ndarray]:
-        """Category code of every item: top level ("department") and leaf ("category")."""
-        levels = {"department": 0, "category": max(data.n_category_levels - 1, 0)}
-        return {name: pd.factorize(data.item_category(level).to_numpy())[0]
-                for name, level in levels.items()}
+    def _category_depths(data: Dataset) -> dict[str, int]:
+        return {"department": 0, "category": max(data.n_category_levels - 1, 0)}
+
+    def _category_levels(self, data: Dataset) -> tuple[dict, dict]:
+        """Category code of every item -- top level ("department") and leaf ("category")
+        -- and the category names the codes number."""
+        codes, names = {}, {}
+        for name, level in self._category_depths(data).items():
+            codes[name], names[name] = pd.factorize(data.item_category(level).to_numpy())
+        return codes, {name: pd.Index(values) for name, values in names.items()}
 
     def _learn(self, queries: pd.DataFrame) -> dict:
         """Weights of every fused system, chosen on held-out ``queries``.
@@ -450,14 +508,23 @@ class ProductSearch(Saveable):
         present = np.unique(codes[codes >= 0])
         local = np.searchsorted(present, codes[row[known]])
         ids = self.users_[present].to_numpy()
+        # Products added since the fit: the models know them only by text, if at all.
+        fitted = known & (item < self._fitted_items)
+        added = known & ~fitted
+        local_fitted = local[fitted[known]]
         # A few queries touch a sliver of the catalogue: score just those products.
-        few, column = np.unique(item[known], return_inverse=True)
-        items = self.items_[few] if len(few) < len(self.items_) // 4 else None
+        few, column = np.unique(item[fitted], return_inverse=True)
+        items = self.items_[few] if len(few) < self._fitted_items // 4 else None
         for j, model in enumerate(self.models_.values(), start=len(FAMILIARITY_SIGNALS)):
             if items is None:
-                out[known, j] = model.score(ids)[local, item[known]]
+                out[fitted, j] = model.score(ids)[local_fitted, item[fitted]]
             else:
-                out[known, j] = model.score(ids, items=items)[local, column]
+                out[fitted, j] = model.score(ids, items=items)[local_fitted, column]
+            if added.any() and hasattr(model, "score_text_items"):
+                text = self._added_text[item[added] - self._fitted_items]
+                scores = model.score_text_items(ids, text)
+                out[added, j] = scores[local[added[known]],
+                                       np.arange(int(added.sum()))]
         return out
 
     # ------------------------------------------------------------------ ranking
@@ -569,6 +636,7 @@ class ProductSearch(Saveable):
             counts = self._counts[row].toarray().ravel()[codes]
             if "cooccurrence" in self.models_:
                 co = self.models_["cooccurrence"].score([user])[0]
+                co = np.pad(co, (0, len(self.items_) - len(co)))  # products added since
                 positive = co[co > 0]
                 # "related": among the top tenth of the products co-bought with their usuals
                 if positive.size:

@@ -295,6 +295,34 @@ class TwoTower(Recommender):
         matrix, rows = self._histories(users, history)
         return self._score_history(matrix, rows, self.dataset_.item_codes(items))
 
+    @torch.no_grad()
+    def text_item_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """Item vectors of products the fit never saw, from their text embeddings (this
+        model's encoder, :func:`xsell.text.item_texts` form): the item tower's text path
+        alone, as for a catalogue item with no id vector.
+
+        Raises
+        ------
+        ValueError
+            If the model reads no text (``item_features="id"``).
+        """
+        if self.item_tower_.proj is None:
+            raise ValueError("this two-tower reads item ids only (item_features='id'): it "
+                             "cannot place a product it was not fitted on")
+        self._modules().eval()
+        v = self.item_tower_.proj(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)))
+        return (torch.nn.functional.normalize(v, dim=-1) if self.objective == "softmax"
+                else v).numpy()
+
+    def score_text_items(self, users, embeddings: np.ndarray) -> np.ndarray:
+        """Scores of ``users`` for products the fit never saw (:meth:`text_item_vectors`;
+        with the MSE objective, the global mean and no item bias)."""
+        matrix, _ = self._histories(users, None)
+        scores = self.user_vectors(matrix) @ self.text_item_vectors(embeddings).T
+        if self.objective == "mse":
+            scores += float(self.bias_[-1])
+        return scores
+
     # ------------------------------------------------------------------ saving
     def _fitted_state(self) -> dict:
         """The networks' weights (safetensors) and the training record; the item table

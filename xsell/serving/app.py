@@ -15,10 +15,14 @@ says so); ``POST /assist`` answers a customer-service message from the shopper's
 
 ``POST /events`` logs a purchase durably (:class:`~xsell.serving.events.EventLog`) before
 it answers and runs the user tower on the shopper's new history; their next
-``/recommend`` (hybrid or two-tower) scores from their history with it. On start the log
-is replayed, so a restarted server serves the state it had.
+``/recommend`` (hybrid or two-tower) scores from their history with it. ``POST /items``
+logs a new product and indexes its text at once (:mod:`xsell.serving.catalogue`): search
+and the two-tower serve it, the models that know items by id from the next fit. On start
+the log is replayed (products, then purchases), so a restarted server serves the state
+it had.
 
-The models are read-only here, so requests run concurrently in FastAPI's thread pool.
+The models' weights are read-only here, so requests run concurrently in FastAPI's thread
+pool; the indexes a new product grows are read under a shared lock it writes alone under.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from xsell.cross_sell.service import complete_cart, describe_list, recommend_for
 from xsell.data import schema as S
 from xsell.data.dataset import plain_value
 from xsell.serving.bundle import Bundle
+from xsell.serving.catalogue import ID_COMPONENTS, LiveCatalogue, SharedLock, index_new_items
 from xsell.serving.events import EventLog, LiveHistories
 from xsell.serving.retrieval import TwoTowerRetriever
 from xsell.serving.schemas import (
@@ -54,6 +59,8 @@ from xsell.serving.schemas import (
     Fact,
     Health,
     Item,
+    NewItemRequest,
+    NewItemResponse,
     RecommendRequest,
     RecommendResponse,
     SearchItem,
@@ -80,7 +87,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     Parameters
     ----------
     bundle : xsell.serving.bundle.Bundle
-        The loaded bundle (:func:`~xsell.serving.bundle.load_bundle`).
+        The loaded bundle (:func:`~xsell.serving.bundle.load_bundle`). The application
+        owns it: ``POST /items`` grows its product search's indexes in place, so two
+        applications need two loaded bundles.
     events : xsell.serving.events.EventLog, optional
         The durable event log, replayed now; without one, events are kept in memory only
         (an SQLite database that lives as long as the server).
@@ -89,6 +98,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     log_file = None if events is None else str(events.path)
     events = events if events is not None else EventLog(":memory:")
     live = LiveHistories(data)
+    catalogue = LiveCatalogue(data)
+    shared = SharedLock()  # the indexes POST /items grows
     two_tower = bundle.two_tower
     retriever = None if two_tower is None else TwoTowerRetriever(two_tower)
     ordered = threading.Lock()
@@ -98,10 +109,30 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         """The shopper's training rows and the baskets logged since (they have events)."""
         return live.history(user, _known_user(data, user))
 
+    def fitted_history_of(user) -> pd.DataFrame:
+        """:func:`history_of` without products added since the fit (the hybrids' models
+        know items by id)."""
+        rows = history_of(user)
+        return rows[data.item_index.get_indexer(rows[S.ITEM]) >= 0]
+
+    def add_products(rows: list[tuple]) -> list[str]:
+        """Index new products ``(id, fields)`` (already logged); what serves them."""
+        frame = pd.concat([catalogue.add(item, fields) for item, fields in rows],
+                          ignore_index=True)
+        return index_new_items(frame, bundle.search, retriever)
+
+    # the products added while serving, then the purchases (which may name them)
+    logged = []
+    for entry in events.items():
+        item = catalogue.as_id(entry.item_id)
+        if item not in catalogue:  # a refit on the log has it in the catalogue already
+            logged.append((item, entry.fields))
+    if logged:
+        add_products(logged)
     # events the bundle was fitted on (xsell fit --events) are in its data already
     for event in events.events(after=bundle.manifest.get("events_through", 0)):
-        items = as_ids(list(event.items), data.item_index)
-        if (data.item_index.get_indexer(items) < 0).any():
+        items = [catalogue.as_id(i) for i in event.items]
+        if any(i not in catalogue for i in items):
             skipped += 1  # logged for an earlier catalogue: the next fit reads it
             continue
         live.add(event, list(items))
@@ -114,6 +145,10 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     # MiniLM is read on first use: load it now, not during a shopper's first query
     bundle.search.text_encoder_.encode(["warm up"], store=False)
     bundle.assistant.understand(["warm up"], store=False)
+    # room for new products in the exact indexes now (one copy), not on a request
+    bundle.search.dense_.reserve(NEW_ITEM_ROOM)
+    if retriever is not None:
+        retriever.index.reserve(NEW_ITEM_ROOM)
     app = FastAPI(title="xsell", version=__version__,
                   description=f"Cross-category recommendations for {data.name} "
                               f"({data.n_users:,} shoppers, {data.n_items:,} items).")
@@ -145,6 +180,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     def health() -> Health:
         m = bundle.manifest
         return Health(status="ok", dataset=data.name, users=data.n_users, items=data.n_items,
+                      items_added=len(catalogue.added),
                       objectives=list(bundle.hybrids), events=live.n_events,
                       event_log=log_file, created=m.get("created", ""),
                       xsell_version=__version__)
@@ -162,7 +198,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         start = time.perf_counter()
         if live.has_events(body.user):  # training history + the baskets bought since
             table = recommend_for_user(model, k=body.k, explainer=explainer,
-                                       interactions=history_of(body.user))
+                                       interactions=fitted_history_of(body.user))
         else:
             table = recommend_for_user(model, _user(data, body.user), k=body.k,
                                        explainer=explainer)
@@ -178,18 +214,27 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         if not retriever.has_user(body.user):
             _user(data, body.user)  # 404, naming the id
         start = time.perf_counter()
-        # both objectives list items new to the shopper, as the hybrids' lists do
-        ids = retriever.recommend(body.user, k=body.k)
-        past = (history_of(body.user) if live.has_events(body.user)
-                else data.user_interactions(_known_user(data, body.user)))
-        table = describe_list(data, ids, past, bundle.explainer if body.explain else None)
+        with shared.reading():
+            # both objectives list items new to the shopper, as the hybrids' lists do
+            ids = retriever.recommend(body.user, k=body.k)
+            past = (fitted_history_of(body.user) if live.has_events(body.user)
+                    else data.user_interactions(_known_user(data, body.user)))
+            fitted = data.item_index.get_indexer(ids) >= 0
+            table = describe_list(data, ids[fitted], past,
+                                  bundle.explainer if body.explain else None)
+            if not fitted.all():  # products added since the fit, described from their rows
+                added = catalogue.describe(ids[~fitted])
+                bought = set(data.item_category(0).reindex(past[S.ITEM]))
+                added["new_department"] = [d not in bought for d in added["department"]]
+                table = pd.concat([table, added])
+                table = table.loc[[i for i in ids if i in table.index]]
         return RecommendResponse(user=body.user, objective=body.objective, model=body.model,
                                  items=_ranked(table), took_ms=_ms(start))
 
     @app.post("/complete", response_model=CompleteResponse, responses=errors,
               response_model_exclude_none=True)
     def complete(body: CompleteRequest) -> CompleteResponse:
-        items = _items(data, body.items, "items")
+        items = _items(catalogue, body.items, "items", "cart completion")
         user = None if body.user is None else _user(data, body.user)
         try:
             departments_left(data, items)
@@ -198,7 +243,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         start = time.perf_counter()
         table = complete_cart(bundle.completer, items, user=user, k=body.k,
                               explainer=bundle.explainer if body.explain else None)
-        return CompleteResponse(cart=[_item(data, i) for i in items], items=_ranked(table),
+        return CompleteResponse(cart=[_item(catalogue, i) for i in items], items=_ranked(table),
                                 took_ms=_ms(start))
 
     @app.get("/search", response_model=SearchResponse, responses=errors,
@@ -214,7 +259,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
                         "personalised until the next fit")
         start = time.perf_counter()
         try:
-            table = bundle.search.search(params.q, user=user, k=params.k)
+            with shared.reading():
+                table = bundle.search.search(params.q, user=user, k=params.k)
         except EmptyQueryError as err:
             raise ApiError(422, "q", _shown(params.q), str(err)) from None
         items = [SearchItem(item_id=plain_value(row[S.ITEM]), title=str(row["title"]),
@@ -229,7 +275,8 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         user = _user(data, body.user)
         start = time.perf_counter()
         try:
-            reply = bundle.assistant.reply(user, body.message)
+            with shared.reading():  # the assistant's product questions search
+                reply = bundle.assistant.reply(user, body.message)
         except ValueError as err:  # a message of only white space
             raise ApiError(422, "message", _shown(body.message), str(err)) from None
         return AssistResponse(user=body.user, intent=reply.intent, route=reply.route,
@@ -239,7 +286,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
 
     @app.post("/events", response_model=EventResponse, status_code=201, responses=errors)
     def add_event(body: EventRequest) -> EventResponse:
-        items = _items(data, body.items, "items")
+        items = _items(catalogue, body.items, "items")  # products added since included
         start = time.perf_counter()
         stamp = None if body.timestamp is None else body.timestamp.isoformat()
         with ordered:  # the served order of a shopper's baskets is the log's order
@@ -250,14 +297,43 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         return EventResponse(event_id=event.event_id, user=body.user, items=len(items),
                              baskets_since_fit=live.n_baskets(body.user), took_ms=_ms(start))
 
+    @app.post("/items", response_model=NewItemResponse, status_code=201,
+              responses={**errors, 409: {"model": Error}})
+    def add_item(body: NewItemRequest) -> NewItemResponse:
+        start = time.perf_counter()
+        fields = body.model_dump(exclude={"item_id"}, exclude_none=True)
+        with shared.writing():
+            item = catalogue.as_id(body.item_id)
+            if isinstance(item, str) and pd.api.types.is_numeric_dtype(data.item_index):
+                raise ApiError(422, "item_id", body.item_id, f"item id {body.item_id!r} is "
+                               "not a number, as this catalogue's ids are")
+            if item in catalogue:
+                raise ApiError(409, "item_id", body.item_id, f"item id {body.item_id!r} is "
+                               "in the catalogue already")
+            events.add_item(body.item_id, fields)  # on disk before it is served
+            serves = add_products([(item, fields)])
+        return NewItemResponse(
+            item=_item(catalogue, item), serves=serves, ignores=list(ID_COMPONENTS),
+            took_ms=_ms(start),
+            note="searchable" + (" and recommendable by the two-tower" if len(serves) > 1
+                                 else "") + " now, from its text; what knows items by id "
+                 "(the hybrids, cart completion, explanations, the search's buy-again and "
+                 "co-occurrence signals) serves it from the next fit on "
+                 "(xsell fit --events adds it to the catalogue)")
+
     @app.get("/items/{item_id}", response_model=Item, responses=errors)
     def item(item_id: str) -> Item:
-        return _item(data, _items(data, [item_id], "item_id")[0])
+        return _item(catalogue, _items(catalogue, [item_id], "item_id")[0])
 
     return app
 
 
 # ---------------------------------------------------------------------- helpers
+#: New products the exact indexes have room for without a copy of the catalogue (more
+#: are added too: the room doubles, one copy each time).
+NEW_ITEM_ROOM = 4096
+
+
 def _known_user(data, user):
     """The shopper's id in the training data, or None for a shopper new since the fit."""
     uid = as_ids([user], data.user_index)[0]
@@ -296,20 +372,33 @@ def _user(data, user):
     return uid
 
 
-def _items(data, items: list, field: str) -> list:
+def _items(catalogue: LiveCatalogue, items: list, field: str,
+           fitted_only: str | None = None) -> list:
+    """The ids in the catalogue's id type; 404 naming those it lacks. ``fitted_only``
+    names what cannot serve a product added since the fit (a 422 for those)."""
+    data = catalogue.data
     ids = as_ids(list(items), data.item_index)
-    codes = data.item_index.get_indexer(ids)
-    unknown = [i for i, c in zip(items, codes, strict=True) if c < 0]
+    fitted = data.item_index.get_indexer(ids) >= 0
+    unknown = [i for i, j, f in zip(items, ids, fitted, strict=True)
+               if not f and j not in catalogue.added]
     if unknown:
         raise ApiError(404, field, unknown[:20],
                        f"unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
                        f"{' ...' if len(unknown) > 5 else ''}: not in the bundle's catalogue "
-                       f"({data.n_items:,} items)")
+                       f"({len(catalogue):,} items)")
+    late = [i for i, f in zip(items, fitted, strict=True) if not f]
+    if fitted_only and late:
+        raise ApiError(422, field, late[:20],
+                       f"item id(s) {', '.join(map(repr, late[:5]))} were added after the "
+                       f"bundle was fitted: {fitted_only} knows them from the next fit")
     return list(ids)
 
 
-def _item(data, item_id) -> Item:
-    row = _catalogue(data).loc[item_id]
+def _item(catalogue: LiveCatalogue, item_id) -> Item:
+    if item_id in catalogue.added:
+        row = catalogue.describe([item_id]).iloc[0]
+    else:
+        row = _catalogue(catalogue.data).loc[item_id]
     return Item(item_id=plain_value(item_id), title=str(row["title"]),
                 department=_text(row["department"]))
 

@@ -1,4 +1,4 @@
-"""Live purchases: a durable event log and the shoppers' histories it extends.
+"""Live purchases and new products: a durable event log and the histories it extends.
 
 ``POST /events`` appends a purchase to :class:`EventLog` and to :class:`LiveHistories`;
 the next ``/recommend`` for that shopper scores from their training history plus the new
@@ -11,7 +11,10 @@ Why SQLite: it is in the standard library, one file, and its write-ahead log wit
 ``synchronous=FULL`` returns from a commit only once the event is on disk, so an event
 acknowledged with a 2xx survives a killed server (and a power cut); readers do not block
 the writer. A shop with several servers would keep the same table in a server database
-(PostgreSQL); :class:`EventLog`'s three methods are all serving needs.
+(PostgreSQL); :class:`EventLog`'s few methods are all serving needs.
+
+``POST /items`` logs a new product in the same file (table ``items``) before it answers,
+so a restarted server indexes it again and the nightly fit adds it to the catalogue.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from xsell.cross_sell.completion import as_ids
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 
-__all__ = ["Event", "EventLog", "LiveHistories", "with_events"]
+__all__ = ["Event", "EventLog", "LiveHistories", "LoggedItem", "with_events"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,18 @@ class Event:
     received: float
 
 
+@dataclass(frozen=True)
+class LoggedItem:
+    """A product added while serving, as logged: its id and catalogue fields."""
+
+    item_id: str
+    fields: dict
+    received: float
+
+
 class EventLog:
-    """An append-only log of purchase events in an SQLite file (WAL mode).
+    """An append-only log of purchase events (and new products) in an SQLite file (WAL
+    mode).
 
     Parameters
     ----------
@@ -68,12 +81,19 @@ class EventLog:
             self._db.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY "
                              "AUTOINCREMENT, user TEXT NOT NULL, items TEXT NOT NULL, "
                              "timestamp TEXT, received REAL NOT NULL)")
-            columns = [row[1] for row in self._db.execute("PRAGMA table_info(events)")]
+            self._db.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY "
+                             "AUTOINCREMENT, item TEXT NOT NULL UNIQUE, fields TEXT NOT NULL, "
+                             "received REAL NOT NULL)")
+            tables = {name: [row[1] for row in self._db.execute(f"PRAGMA table_info({name})")]
+                      for name in ("events", "items")}
         except sqlite3.DatabaseError as err:
             raise ValueError(f"{self.path}: not an xsell event log ({err})") from None
-        if columns != ["id", "user", "items", "timestamp", "received"]:
-            raise ValueError(f"{self.path}: its 'events' table has the columns {columns}, "
-                             "not those of an xsell event log")
+        expected = {"events": ["id", "user", "items", "timestamp", "received"],
+                    "items": ["id", "item", "fields", "received"]}
+        for name, columns in tables.items():
+            if columns != expected[name]:
+                raise ValueError(f"{self.path}: its {name!r} table has the columns "
+                                 f"{columns}, not those of an xsell event log")
         self._lock = threading.Lock()  # one connection, shared by the server's threads
 
     def append(self, user: str, items: list[str], timestamp: str | None = None) -> Event:
@@ -97,6 +117,31 @@ class EventLog:
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def add_item(self, item_id: str, fields: dict) -> LoggedItem:
+        """Log a new product (``fields``: its catalogue columns); returns once it is on
+        disk.
+
+        Raises
+        ------
+        ValueError
+            If the log holds that id already.
+        """
+        received = time.time()
+        try:
+            with self._lock:
+                self._db.execute("INSERT INTO items (item, fields, received) VALUES (?, ?, ?)",
+                                 (str(item_id), json.dumps(fields), received))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"item {item_id!r} is in the event log already") from None
+        return LoggedItem(str(item_id), dict(fields), received)
+
+    def items(self) -> list[LoggedItem]:
+        """Every logged product, in the order they were added."""
+        with self._lock:
+            rows = self._db.execute("SELECT item, fields, received FROM items "
+                                    "ORDER BY id").fetchall()
+        return [LoggedItem(i, json.loads(f), float(r)) for i, f, r in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -162,9 +207,11 @@ class LiveHistories:
         return out.astype({S.ITEM: data.interactions[S.ITEM].dtype})
 
 
-def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
+def with_events(data: Dataset, events: Sequence[Event],
+                items: Sequence[LoggedItem] = ()) -> tuple[Dataset, dict]:
     """The data a nightly refit learns from: ``data`` (as loaded, before cleaning) with
-    every logged purchase appended as a basket of its shopper, after their last one.
+    the products added while serving (``items``) in its catalogue and every logged
+    purchase appended as a basket of its shopper, after their last one.
 
     The fast half of the two-speed loop serves events at once (:class:`LiveHistories`);
     this is the slow half: ``xsell fit DATA --events LOG`` fits the next bundle on it.
@@ -176,6 +223,8 @@ def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
     data : Dataset
         The data with the events.
     counts : dict
+        ``items`` added to the catalogue (``bad_items``: ids that cannot be this
+        catalogue's, skipped; a product the catalogue holds already is not added twice),
         ``events`` read, ``baskets`` added,
         ``unknown_items`` (events naming an item the catalogue lacks: skipped),
         ``bad_users`` (shopper ids that cannot be this data's ids, e.g. text where the
@@ -183,16 +232,18 @@ def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
         the new bundle replays only the events after it (``info["events"]`` keeps them).
     """
     inter = data.interactions
-    counts = {"events": len(events), "baskets": 0, "unknown_items": 0, "bad_users": 0,
-              "through": max((e.event_id for e in events), default=0)}
+    catalogue, counts = _with_items(data, items)
+    known = pd.Index(catalogue[S.ITEM])
+    counts.update({"events": len(events), "baskets": 0, "unknown_items": 0, "bad_users": 0,
+                   "through": max((e.event_id for e in events), default=0)})
     numeric = {c: pd.api.types.is_numeric_dtype(inter[c]) for c in (S.USER, S.BASKET)
                if c in inter}
     next_seq = (inter.groupby(S.USER)[S.SEQ].max() + 1).to_dict() if S.SEQ in inter else {}
     next_basket = int(inter[S.BASKET].max()) + 1 if numeric.get(S.BASKET) else None
     rows = []
     for event in events:
-        items = as_ids(list(event.items), data.item_index)
-        if (data.item_index.get_indexer(items) < 0).any():
+        basket = as_ids(list(event.items), known)
+        if (known.get_indexer(basket) < 0).any():
             counts["unknown_items"] += 1
             continue
         user = event.user
@@ -204,18 +255,18 @@ def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
                 continue
         seq = next_seq.get(user, 0)
         next_seq[user] = seq + 1
-        basket = f"event-{event.event_id}"
+        basket_id = f"event-{event.event_id}"
         if next_basket is not None:
-            basket, next_basket = next_basket, next_basket + 1
+            basket_id, next_basket = next_basket, next_basket + 1
         when = pd.Timestamp(event.timestamp if event.timestamp is not None
                             else pd.Timestamp(event.received, unit="s", tz="UTC"))
         if when.tzinfo is not None:  # the data's times are naive: kept in UTC
             when = when.tz_convert("UTC").tz_localize(None)
-        rows += [{S.USER: user, S.ITEM: item, S.BASKET: basket, S.SEQ: seq,
-                  S.TIMESTAMP: when, S.QUANTITY: 1} for item in items]
+        rows += [{S.USER: user, S.ITEM: item, S.BASKET: basket_id, S.SEQ: seq,
+                  S.TIMESTAMP: when, S.QUANTITY: 1} for item in basket]
         counts["baskets"] += 1
     if not rows:
-        return Dataset(inter, data.items, name=data.name,
+        return Dataset(inter, catalogue, name=data.name,
                        info={**data.info, "events": counts}), counts
     added = pd.DataFrame(rows)[[c for c in rows[0] if c in inter]]
     merged = pd.concat([inter, added.astype({c: inter[c].dtype for c in added
@@ -224,4 +275,26 @@ def with_events(data: Dataset, events: Sequence[Event]) -> tuple[Dataset, dict]:
         merged[S.TIMESTAMP] = pd.to_datetime(merged[S.TIMESTAMP]).astype(
             inter[S.TIMESTAMP].dtype)
     info = {**data.info, "events": counts}
-    return Dataset(merged, data.items, name=data.name, info=info), counts
+    return Dataset(merged, catalogue, name=data.name, info=info), counts
+
+
+def _with_items(data: Dataset, items: Sequence[LoggedItem]) -> tuple[pd.DataFrame, dict]:
+    """``data``'s catalogue with the logged products it lacks (in its columns and id type)."""
+    catalogue = data.items
+    counts = {"items": 0, "bad_items": 0}
+    rows, seen = [], set()
+    for item in items:
+        item_id = as_ids([item.item_id], data.item_index)[0]
+        if (isinstance(item_id, str) and pd.api.types.is_numeric_dtype(data.item_index)):
+            counts["bad_items"] += 1
+            continue
+        if data.item_index.get_indexer([item_id])[0] >= 0 or item_id in seen:
+            continue  # an earlier refit added it already
+        seen.add(item_id)
+        rows.append({S.ITEM: item_id, **{k: v for k, v in item.fields.items()
+                                         if k in catalogue and k != S.ITEM}})
+    if not rows:
+        return catalogue, counts
+    counts["items"] = len(rows)
+    added = pd.DataFrame(rows).astype({S.ITEM: catalogue[S.ITEM].dtype})
+    return pd.concat([catalogue, added], ignore_index=True), counts

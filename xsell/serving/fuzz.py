@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from xsell.data.dataset import Dataset
 
@@ -33,12 +34,17 @@ ODD_TEXT = ("Ünïcødé 🛒", "مرحبا بالعالم", "a\u200bb\u200dc", 
 def _valid(data: Dataset, rng: np.random.Generator) -> list[tuple[str, str, str, dict]]:
     user = str(data.user_index[rng.integers(data.n_users)])
     items = [str(data.item_index[i]) for i in rng.choice(data.n_items, 3, replace=False)]
+    numeric = pd.api.types.is_numeric_dtype(data.item_index)
+    new_id = (str(int(data.item_index.max()) + 1 + int(rng.integers(10**6))) if numeric
+              else f"fuzz-{rng.integers(10**9)}")
     return [("recommend", "POST", "/recommend", {"user": user, "k": 5, "objective": "all"}),
             ("recommend", "POST", "/recommend", {"user": user, "k": 5, "model": "two-tower"}),
             ("complete", "POST", "/complete", {"items": items[:2], "k": 5}),
             ("search", "GET", "/search", {"q": "milk", "user": user, "k": 5}),
             ("assist", "POST", "/assist", {"user": user, "message": "where is my order?"}),
-            ("events", "POST", "/events", {"user": user, "items": items})]
+            ("events", "POST", "/events", {"user": user, "items": items}),
+            ("items", "POST", "/items", {"item_id": new_id, "title": "Zorbly Oat Bar",
+                                         "category": "snacks > bars", "price": 2.5})]
 
 
 def _mutate(name: str, method: str, path: str, body: dict, rng: np.random.Generator):
@@ -86,7 +92,7 @@ def _raw_bodies(rng: np.random.Generator) -> list[tuple[str, str, str, bytes]]:
               b"\xff\xfe\xfa not utf-8", b'{"user": "\\ud800", "k": 3}',
               b'{"user": "U1"}' + b" " * 2**20, json.dumps({"user": "U1", "pad": "y" * 2**20})
               .encode()]
-    paths = ("/recommend", "/complete", "/events", "/assist")
+    paths = ("/recommend", "/complete", "/events", "/assist", "/items")
     return [("raw", "POST", paths[rng.integers(len(paths))], b) for b in bodies]
 
 

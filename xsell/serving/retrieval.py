@@ -11,6 +11,9 @@ for state" half of the two-speed loop: no weight changes until the next fit.
 
 For the MSE (rating) objective the score has an item bias, ``u . s + b``; the index holds
 ``[s, b]`` and is queried with ``[u, 1]``, the same ranking.
+
+A product added while serving (:meth:`TwoTowerRetriever.add_items`) gets the vector of
+the item tower's text path -- what a catalogue item nobody bought has -- and bias 0.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class TwoTowerRetriever:
                                                  self._item_bias(np.arange(len(model.items_)))),
                                  kind=kind)
         self.item_ids = model.items_.to_numpy()
+        self._added: dict = {}  # a product added while serving -> its index row
         history = model.history_matrix(data.interactions, data.user_index)
         vectors = model.user_vectors(history)
         self._users = {str(u): (vectors[i], history[i].indices.copy())
@@ -64,6 +68,22 @@ class TwoTowerRetriever:
     def _query(self, vector: np.ndarray) -> np.ndarray:
         return vector if not self._bias else np.append(vector, 1.0).astype(np.float32)
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model places items by their text (so can place a new product)."""
+        return self.model.item_features != "id"
+
+    def add_items(self, ids, embeddings: np.ndarray) -> None:
+        """Index products the model was not fitted on, from their text embeddings (the
+        model's encoder): the item tower's text path, no id vector, bias 0."""
+        ids = np.asarray(ids)
+        vectors = self.model.text_item_vectors(embeddings)
+        rows = self.index.add(self._item_rows(vectors, np.zeros(len(ids)) if self._bias
+                                              else None))
+        with self._lock:
+            self._added.update(zip(ids.tolist(), rows.tolist(), strict=True))
+            self.item_ids = np.append(self.item_ids, ids)
+
     def has_user(self, user) -> bool:
         """Whether the shopper has a vector (a training shopper, or one with events)."""
         return str(user) in self._users
@@ -74,8 +94,10 @@ class TwoTowerRetriever:
         uid = interactions[S.USER].iloc[0]
         history = self.model.history_matrix(interactions, pd.Index([uid]))
         vector = self.model.user_vectors(history)[0]
-        with self._lock:
-            self._users[str(user)] = (vector, history[0].indices.copy())
+        with self._lock:  # the user tower reads fitted items; added ones count as seen
+            added = [self._added[i] for i in interactions[S.ITEM].tolist() if i in self._added]
+            seen = np.union1d(history[0].indices, np.asarray(added, dtype=np.int64))
+            self._users[str(user)] = (vector, seen)
 
     def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         """The top ``k`` item ids for ``user`` (``exclude_seen``: only items they have not

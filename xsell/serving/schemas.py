@@ -22,8 +22,13 @@ running server documents every field at ``/docs`` and ``/openapi.json``).
 ``EventRequest``       ``user``, ``items``, ``timestamp`` (optional, ISO 8601)
 ``EventResponse``      ``event_id``, ``user``, ``items``, ``baskets_since_fit``,
                        ``took_ms``
-``Health``             ``status``, ``dataset``, ``users``, ``items``, ``objectives``,
-                       ``events``, ``event_log``, ``created``, ``xsell_version``
+``NewItemRequest``     ``item_id``, ``title``, ``category`` (levels joined by ``" > "``),
+                       ``brand``, ``price``, ``description`` (all but the first two
+                       optional)
+``NewItemResponse``    ``item``, ``serves``, ``ignores``, ``note``, ``took_ms``
+``Health``             ``status``, ``dataset``, ``users``, ``items``, ``items_added``,
+                       ``objectives``, ``events``, ``event_log``, ``created``,
+                       ``xsell_version``
 ``ErrorDetail``        every 4xx: ``field``, ``value``, ``message`` (``errors``: all of a
                        body's validation errors)
 =====================  ==============================================================
@@ -54,6 +59,8 @@ MAX_CART = 200
 MAX_TEXT = 1000
 #: Longest id a request may send.
 MAX_ID = 256
+#: Longest product title or brand a new item may have, in characters.
+MAX_TITLE = 300
 
 
 def _integer_as_text(value):
@@ -132,6 +139,20 @@ class EventRequest(_Request):
     user: Id = Field(description="the shopper (a new id starts a new shopper's history)")
     items: list[Id] = Field(min_length=1, max_length=MAX_CART, description="what they bought")
     timestamp: datetime | None = Field(None, description="when (ISO 8601); default: now")
+
+
+class NewItemRequest(_Request):
+    """A product new to the catalogue: searchable and recommendable at once."""
+
+    item_id: Id = Field(description="its id, new to the catalogue (of the catalogue's id "
+                        "type: a number where the ids are numbers)")
+    title: Text = Field(min_length=1, max_length=MAX_TITLE)
+    category: Text | None = Field(None, max_length=MAX_TITLE, description="its category "
+                                  "path, levels joined by ' > ', e.g. 'snacks > chips "
+                                  "pretzels'")
+    brand: Text | None = Field(None, max_length=MAX_TITLE)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    description: Text | None = Field(None, max_length=MAX_TEXT)
 
 
 class EventResponse(BaseModel):
@@ -213,7 +234,8 @@ class Health(BaseModel):
     status: Literal["ok"]
     dataset: str
     users: int
-    items: int
+    items: int = Field(description="the catalogue the bundle was fitted on")
+    items_added: int = Field(description="products added since (POST /items)")
     objectives: list[str]
     events: int = Field(description="purchase events served since the bundle was fitted")
     event_log: str | None = Field(description="the event log's file (None: in memory only)")
@@ -233,3 +255,13 @@ class ErrorDetail(BaseModel):
 
 class Error(BaseModel):
     detail: ErrorDetail
+
+
+class NewItemResponse(BaseModel):
+    item: Item
+    serves: list[str] = Field(description="what serves it now, e.g. 'search', "
+                              "'recommend:two-tower'")
+    ignores: list[str] = Field(description="what knows items by id: it serves the item "
+                               "from the next fit on")
+    note: str
+    took_ms: float = Field(description="encoding and indexing, server side")

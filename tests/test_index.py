@@ -45,6 +45,23 @@ def test_added_vectors_are_found_at_their_new_rows(kind):
     assert rows[:, 0].tolist() == [4000, 4001, 4002]  # each is its own nearest
 
 
+def test_exact_index_searches_a_memory_mapped_table_in_place(tmp_path):
+    x = _clustered(1000)
+    np.save(tmp_path / "table.npy", x)
+    table = np.load(tmp_path / "table.npy", mmap_mode="r")
+    index = ExactIndex().fit(table)
+    assert np.shares_memory(index.vectors_, table)  # searched where it lies, not copied
+    index.reserve(8)
+    new = _clustered(5, seed=3)
+    assert index.add(new).tolist() == list(range(1000, 1005))
+    both = np.vstack([x, new])
+    q = _clustered(20, seed=4)
+    _, rows = index.search(q, 10)
+    np.testing.assert_array_equal(rows, np.argsort(-(q @ both.T), axis=1, kind="stable")[:, :10])
+    np.testing.assert_array_equal(index.rows(np.array([3, 1002, 999])), both[[3, 1002, 999]])
+    assert not table.flags.writeable and (np.load(tmp_path / "table.npy") == x).all()
+
+
 @pytest.mark.parametrize("kind, floor", [("flat", 1.0), ("hnsw", 0.99), ("ivf", 0.95)])
 def test_faiss_recall_against_the_exact_reference(kind, floor):
     pytest.importorskip("faiss")

@@ -77,7 +77,7 @@ def test_every_model_saves_and_loads_with_identical_scores(name, shop, tiny_lm_d
     np.testing.assert_array_equal(again.score(users), model.score(users))
     np.testing.assert_array_equal(again.recommend(users, k=5), model.recommend(users, k=5))
     for path in (tmp_path / "m").rglob("*"):
-        assert path.suffix in ("", ".json", ".sha256", ".npz", ".parquet", ".safetensors")
+        assert path.suffix in ("", ".json", ".sha256", ".npz", ".npy", ".parquet", ".safetensors")
 
 
 def test_load_refuses_other_data_another_class_and_missing_folders(shop, tmp_path):

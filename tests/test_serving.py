@@ -42,6 +42,9 @@ def served(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("XSELL_CACHE_DIR", str(cache))
     mp.delenv("XSELL_DATA_DIR", raising=False)
+    # arrays of a kilobyte and more memory-mapped, as a real catalogue's are (8 MB and
+    # more): every serving test then runs on read-only, shared arrays
+    mp.setattr("xsell.checkpoint.MMAP_BYTES", 2**10)
     data = prepare(make_synthetic_shop(n_users=USERS, seed=0),
                    min_user_baskets=SERVE_MIN_BASKETS).data
     fitted = fit_bundle(data)
@@ -113,7 +116,8 @@ def test_damaged_or_foreign_bundles_are_named(served, tmp_path):
     # a damaged copy of a component read once for several hybrids is caught too
     again = tmp_path / "again"
     shutil.copytree(served["folder"], again)
-    hybrids = sorted((again / "models").glob("part*/part*/arrays.npz"))
+    hybrids = sorted(f for f in (again / "models").glob("part*/part*/*")
+                     if f.suffix in (".npz", ".npy"))
     contents = [f.read_bytes() for f in hybrids]
     twin = next(f for n, f in enumerate(hybrids) if contents[n] in contents[:n])
     raw = bytearray(twin.read_bytes())
@@ -311,6 +315,42 @@ def test_malformed_bodies_are_4xx(client):
 
 
 # ---------------------------------------------------------------------- live events
+def test_shared_lock_lets_readers_share_and_a_writer_go_alone_before_new_readers():
+    import threading
+
+    from xsell.serving.catalogue import SharedLock
+
+    lock, order = SharedLock(), []
+    inside, release = threading.Event(), threading.Event()
+
+    def reader(name, hold=None):
+        with lock.reading():
+            inside.set()
+            if hold is not None:
+                hold.wait(5)
+            order.append(name)
+
+    def writer():
+        with lock.writing():
+            order.append("writer")
+
+    first = threading.Thread(target=reader, args=("first reader", release))
+    first.start()
+    assert inside.wait(5)
+    with lock.reading():  # readers share the lock
+        order.append("second reader")
+    late = [threading.Thread(target=writer), threading.Thread(target=reader, args=("late",))]
+    late[0].start()
+    time.sleep(0.2)
+    late[1].start()  # comes after the writer began to wait: goes after it
+    time.sleep(0.2)
+    assert order == ["second reader"]  # the writer waits for the first reader
+    release.set()
+    for thread in (first, *late):
+        thread.join(5)
+    assert order == ["second reader", "first reader", "writer", "late"]
+
+
 def test_event_log_survives_reopening_and_refuses_other_files(tmp_path):
     log = EventLog(tmp_path / "events.sqlite")
     first = log.append("U1", ["P1", "P2"], "2026-12-05T10:00:00")
@@ -454,11 +494,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(folder: Path, events: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(folder: Path, events: Path, workers: int = 1
+                  ) -> tuple[subprocess.Popen, str]:
     """``xsell serve`` in a process of its own; returns once /health answers (120 s at most)."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", str(folder),
-                             "--port", str(port), "--events", str(events)],
+                             "--port", str(port), "--events", str(events),
+                             "--workers", str(workers)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -606,6 +648,44 @@ def test_a_bounded_mixed_load_at_concurrency_8_and_32_gets_no_5xx(served, tmp_pa
         assert httpx.get(f"{url}/health").json()["events"] == (
             table.loc["events", "requests"] + sum(1 for r in request_mix(
                 served["fitted"].data, 80, seed=8) if r[0] == "events"))
+    finally:
+        _stop(proc)
+
+
+def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_path):
+    """``xsell serve --workers 2``: two processes answer, both map the two-tower's item
+    table from the one bundle file, and what one of them logs the other serves."""
+    table = served["bundle"].two_tower.item_vectors_
+    assert isinstance(table, np.memmap) and not table.flags.writeable
+    mapped = Path(table.filename).resolve()
+    assert Path(served["folder"]).resolve() in mapped.parents
+    proc, url = _start_server(served["folder"], tmp_path / "events.sqlite", workers=2)
+    try:
+        def health_of_each() -> dict:  # new connections until both have answered (60 s)
+            found, deadline = {}, time.monotonic() + 60
+            while len(found) < 2 and time.monotonic() < deadline:
+                with httpx.Client(timeout=30) as c:
+                    h = c.get(f"{url}/health").json()
+                found[h["worker"]] = h
+            return found
+
+        workers = health_of_each()
+        assert len(workers) == 2, workers
+        for pid in workers:  # each process maps the very file, read-only
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert any(str(mapped) in line and " r--" in line for line in maps.splitlines())
+        user = str(served["bundle"].data.user_index[2])
+        item = {"item_id": "NEW-W", "title": "Zorbly Oat Bar", "category": "snacks > bars"}
+        assert httpx.post(f"{url}/items", json=item, timeout=30).status_code == 201
+        bought = [str(i) for i in served["bundle"].data.item_index[:2]]
+        r = httpx.post(f"{url}/events", json={"user": user, "items": bought}, timeout=30)
+        assert r.status_code == 201
+        time.sleep(1.0)  # ten reads of the log
+        for h in health_of_each().values():
+            assert h["items_added"] == 1 and h["events"] == 1, h
+        for _ in range(6):  # whichever process answers knows the product
+            found = httpx.get(f"{url}/search", params={"q": "zorbly"}, timeout=30).json()
+            assert found["items"][0]["item_id"] == "NEW-W"
     finally:
         _stop(proc)
 

@@ -2,8 +2,10 @@
 
 A saved object is a folder. ``config.json`` holds a tree of small values (parameters,
 scalars, short lists) and names the files that carry the rest: arrays in ``arrays.npz``
-(read with ``allow_pickle=False``), tables in parquet, tensors in safetensors, and nested
-objects in sub-folders of the same layout. ``config.json`` lists the SHA-256 of every other
+(read with ``allow_pickle=False``) -- an array of :data:`MMAP_BYTES` or more in a ``.npy``
+file of its own, memory-mapped read-only when read, so processes that load one folder
+(the workers of ``xsell serve``) share a single copy in memory --, tables in parquet,
+tensors in safetensors, and nested objects in sub-folders of the same layout. ``config.json`` lists the SHA-256 of every other
 file, and ``config.sha256`` holds the SHA-256 of ``config.json`` itself, so one flipped
 byte anywhere is caught before a value is decoded.
 
@@ -38,6 +40,8 @@ CONFIG = "config.json"
 CONFIG_SUM = "config.sha256"
 ARRAYS = "arrays.npz"
 TENSORS = "tensors.safetensors"
+#: Arrays this large (bytes) get a ``.npy`` file of their own and are memory-mapped on read.
+MMAP_BYTES = 8 * 2**20
 
 _PACKAGE = Path(__file__).resolve().parent
 _CLASSES: dict[str, type] = {}
@@ -228,6 +232,11 @@ class _Writer:
             a = np.array(flat, dtype=str).reshape(a.shape)
             out["object"] = True
         key = self._name("a")
+        if not out and a.nbytes >= MMAP_BYTES:
+            name = f"{key}.npy"
+            np.save(self.folder / name, np.ascontiguousarray(a), allow_pickle=False)
+            self.files.append(name)
+            return {"__ndarray__": key, "npy": name}
         self.arrays[key] = np.ascontiguousarray(a)
         return {"__ndarray__": key, **out}
 
@@ -321,6 +330,12 @@ class _Reader:
         self._tensors = None
 
     def _array(self, spec: dict) -> np.ndarray:
+        if "npy" in spec:  # read-only and shared: whoever changes it must copy it first
+            name = Path(spec["npy"])
+            if name.is_absolute() or len(name.parts) != 1:
+                raise CheckpointError(f"{self.folder / CONFIG}: array file {name} is not "
+                                      "a file of the folder")
+            return np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
         if self._arrays is None:
             with np.load(self.folder / ARRAYS, allow_pickle=False) as npz:
                 self._arrays = {k: npz[k] for k in npz.files}

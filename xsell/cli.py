@@ -560,14 +560,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from xsell.serving.app import create_app
+        from xsell.serving.app import WORKER_BUNDLE, WORKER_EVENTS, create_app
     except ImportError as err:
         raise InputError(f"serving needs FastAPI and uvicorn ({err.name} is missing): "
                          'pip install "xsell[serve]"') from None
-    from xsell.serving.bundle import BundleError, load_bundle
+    from xsell.serving.bundle import BundleError, load_bundle, read_manifest
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give 0-65535")
+    _at_least(args.workers, 1, "--workers")
     from xsell.serving.events import EventLog
 
     folder = Path(args.bundle).resolve()
@@ -579,6 +580,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     catalogue = None
     if args.data is not None:
         catalogue = _clean(load_dataset(args.data))
+    if args.workers > 1:
+        try:
+            manifest = read_manifest(folder, catalogue)  # each process loads the models
+        except BundleError as err:
+            raise InputError(str(err)) from None
+        print(f"serving {folder} ({manifest['dataset']}) with {args.workers} processes that "
+              f"share its memory-mapped arrays and follow the event log {events.path} "
+              f"({len(events):,} events); API docs at http://{args.host}:{args.port}/docs",
+              file=sys.stderr)
+        events.close()
+        os.environ.update({WORKER_BUNDLE: str(folder), WORKER_EVENTS: str(events.path)})
+        uvicorn.run("xsell.serving.app:app_from_environment", factory=True,
+                    workers=args.workers, host=args.host, port=args.port,
+                    log_level="warning")
+        return 0
     start = time.perf_counter()
     try:
         bundle = load_bundle(args.bundle, catalogue=catalogue)
@@ -748,6 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--events", metavar="FILE",
                        help="the durable event log (SQLite), replayed on start (default: "
                             "DIR-events.sqlite beside the bundle)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (default 1); several share the bundle's "
+                            "memory-mapped arrays and each follows the event log")
     serve.set_defaults(func=_cmd_serve)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")

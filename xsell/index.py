@@ -62,24 +62,26 @@ def _padded(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, n
 class GrowingRows:
     """A float32 matrix that rows are appended to in amortised constant time.
 
-    Appending to a NumPy array copies it whole (about 50 MB for a 49,688-item catalogue
-    of 256-dimensional vectors); here the rows live in a buffer with spare room that
-    doubles when full, so a served ``POST /items`` copies only the new row.
+    Appending to a NumPy array copies it whole; here the rows live in a buffer with
+    spare room that doubles when full, so a served ``POST /items`` copies only the new row.
 
     Parameters
     ----------
     rows : numpy.ndarray
-        The first rows, ``(n, dim)``.
+        The first rows, ``(n, dim)`` (``n`` may be 0).
     """
 
     def __init__(self, rows: np.ndarray):
-        self._buffer = _matrix(rows, "vectors")
+        self._buffer = np.array(_matrix(rows, "vectors"))  # its own, writable copy
         self._n = len(self._buffer)
 
     @property
     def array(self) -> np.ndarray:
         """The rows so far (a view: valid until the next :meth:`append`)."""
         return self._buffer[:self._n]
+
+    def __len__(self) -> int:
+        return self._n
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` more rows now (one copy), so the next appends copy none."""
@@ -92,7 +94,7 @@ class GrowingRows:
         """Append ``rows`` (already checked to be float32 of the right dimension)."""
         need = self._n + len(rows)
         if need > len(self._buffer):
-            self.reserve(max(len(rows), self._n))  # doubling: amortised constant time
+            self.reserve(max(len(rows), self._n, 16))  # doubling: amortised constant time
         self._buffer[self._n:need] = rows
         self._n = need
 
@@ -100,37 +102,63 @@ class GrowingRows:
 class ExactIndex:
     """Exact top-k inner-product search: the reference.
 
+    The indexed vectors are never copied or written: a memory-mapped, read-only array
+    (as :func:`xsell.checkpoint.read_folder` returns large arrays) is searched where it
+    lies, so server processes that map the same file share one copy in memory. Vectors
+    added later live in a small buffer of this index's own.
+
     Ties are broken by row order (the lower row first), so a search is reproducible.
     """
 
     def fit(self, vectors) -> ExactIndex:
         """Index ``vectors`` (rows, dim), replacing anything indexed before."""
-        self._rows = GrowingRows(vectors)
+        self._base = _matrix(vectors, "vectors")
+        self._added = GrowingRows(np.empty((0, self._base.shape[1]), dtype=np.float32))
         return self
 
     @property
     def vectors_(self) -> np.ndarray:
-        """The indexed vectors, float32, one row per item."""
-        return self._rows.array
+        """The indexed vectors, float32, one row per item (a copy when some were added)."""
+        if not len(self._added):
+            return self._base
+        return np.vstack([self._base, self._added.array])
+
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        """The vectors of rows ``codes`` (a gather; no copy of the index)."""
+        codes = np.asarray(codes)
+        n = len(self._base)
+        if not len(self._added) or (codes < n).all():
+            return self._base[codes]
+        out = np.empty((len(codes), self.dim), dtype=np.float32)
+        base = codes < n
+        out[base] = self._base[codes[base]]
+        out[~base] = self._added.array[codes[~base] - n]
+        return out
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` more vectors now, so that adding them copies nothing."""
-        self._rows.reserve(rows)
+        self._added.reserve(rows)
 
     @property
     def dim(self) -> int:
         """Vector dimension."""
-        return int(self.vectors_.shape[1])
+        return int(self._base.shape[1])
 
     def __len__(self) -> int:
-        return len(self.vectors_)
+        return len(self._base) + len(self._added)
 
     def add(self, vectors) -> np.ndarray:
         """Append ``vectors``; the rows they were given."""
         new = _matrix(vectors, "vectors", self.dim)
         start = len(self)
-        self._rows.append(new)
+        self._added.append(new)
         return np.arange(start, start + len(new))
+
+    def _scores(self, queries: np.ndarray) -> np.ndarray:
+        scores = queries @ self._base.T
+        if len(self._added):
+            scores = np.hstack([scores, queries @ self._added.array.T])
+        return scores
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` rows with the largest inner product with each query.
@@ -148,7 +176,7 @@ class ExactIndex:
         rows = np.empty((len(q), depth), dtype=np.int64)
         step = max(1, BLOCK_SCORES // max(len(self), 1))
         for start in range(0, len(q), step):
-            block = q[start:start + step] @ self.vectors_.T
+            block = self._scores(q[start:start + step])
             top = top_k(block, depth)
             rows[start:start + len(block)] = top
             scores[start:start + len(block)] = np.take_along_axis(block, top, axis=1)

@@ -112,7 +112,10 @@ class LexicalIndex:
 
 def _unit(vectors) -> np.ndarray:
     x = np.asarray(vectors, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    if np.allclose(norms, 1.0, atol=1e-5):
+        return x  # unit already (a saved index, perhaps memory-mapped): not copied
+    return x / np.maximum(norms, 1e-12)
 
 
 class DenseIndex:
@@ -144,6 +147,9 @@ class DenseIndex:
         """The unit item vectors, one row per catalogue item."""
         return self.index.vectors_ if self._rows is None else self._rows.array
 
+    def _gather(self, items: np.ndarray) -> np.ndarray:
+        return self.index.rows(items) if self._rows is None else self._rows.array[items]
+
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each query vector, best first (``-1`` rows where
         the index found fewer).
@@ -161,7 +167,7 @@ class DenseIndex:
                     items: np.ndarray) -> np.ndarray:
         """Cosine similarity of item ``items[j]`` to query ``query_rows[j]``, for each ``j``."""
         unit = _unit(query_vectors)
-        return np.einsum("ij,ij->i", unit[query_rows], self.vectors[items])
+        return np.einsum("ij,ij->i", unit[query_rows], self._gather(items))
 
     def scores(self, query_vectors: np.ndarray) -> np.ndarray:
         """Cosine similarity of every item to each query vector: ``(n_items,)`` for one

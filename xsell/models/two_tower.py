@@ -325,10 +325,12 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------------ saving
     def _fitted_state(self) -> dict:
-        """The networks' weights (safetensors) and the training record; the item table
-        is recomputed from them on load, as at the end of :meth:`fit`."""
+        """The networks' weights (safetensors), the training record and the item table --
+        what the end of :meth:`fit` computes from the weights, saved so that serving
+        processes memory-map one copy of it (:mod:`xsell.checkpoint`)."""
         text = self.item_tower_.text
         return {"weights": dict(self._modules().state_dict()), "bias": self.bias_.data,
+                "item_vectors_": self.item_vectors_,
                 "text_dim": int(text.shape[-1]) if text.numel() else 0,
                 "history_": self.history_, "fit_seconds_": self.fit_seconds_,
                 "validation_users_": self.validation_users_}
@@ -349,4 +351,6 @@ class TwoTower(Recommender):
         self._modules().eval()
         self.history_, self.fit_seconds_ = state["history_"], state["fit_seconds_"]
         self.validation_users_ = state["validation_users_"]
-        self.item_vectors_ = self._all_item_vectors()
+        self.item_vectors_ = state.get("item_vectors_")  # read-only (perhaps memory-mapped)
+        if self.item_vectors_ is None:  # saved before the table was
+            self.item_vectors_ = self._all_item_vectors()

@@ -28,8 +28,10 @@ pool; the indexes a new product grows are read under a shared lock it writes alo
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import numpy as np
@@ -68,7 +70,8 @@ from xsell.serving.schemas import (
     SearchResponse,
 )
 
-__all__ = ["ApiError", "create_app"]
+__all__ = ["ApiError", "FOLLOW_SECONDS", "WORKER_BUNDLE", "WORKER_EVENTS",
+           "app_from_environment", "create_app"]
 
 log = logging.getLogger("xsell.serve")
 
@@ -81,7 +84,8 @@ class ApiError(Exception):
         self.status, self.field, self.value, self.message = status, field, value, message
 
 
-def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
+def create_app(bundle: Bundle, events: EventLog | None = None,
+               follow: float | None = None) -> FastAPI:
     """The FastAPI application serving ``bundle`` (see the module docstring).
 
     Parameters
@@ -93,6 +97,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     events : xsell.serving.events.EventLog, optional
         The durable event log, replayed now; without one, events are kept in memory only
         (an SQLite database that lives as long as the server).
+    follow : float, optional
+        Read the log every ``follow`` seconds for the products and purchases that other
+        server processes sharing it logged (``xsell serve --workers N``).
     """
     data = bundle.data
     log_file = None if events is None else str(events.path)
@@ -103,7 +110,10 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     two_tower = bundle.two_tower
     retriever = None if two_tower is None else TwoTowerRetriever(two_tower)
     ordered = threading.Lock()
-    skipped = 0
+    # how far this process has read the log; what it logged itself (applied already)
+    seen = {"items": 0, "events": bundle.manifest.get("events_through", 0)}
+    mine_items: set[int] = set()
+    mine_events: set[int] = set()
 
     def history_of(user) -> pd.DataFrame:
         """The shopper's training rows and the baskets logged since (they have events)."""
@@ -121,24 +131,43 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
                           ignore_index=True)
         return index_new_items(frame, bundle.search, retriever)
 
-    # the products added while serving, then the purchases (which may name them)
-    logged = []
-    for entry in events.items():
-        item = catalogue.as_id(entry.item_id)
-        if item not in catalogue:  # a refit on the log has it in the catalogue already
-            logged.append((item, entry.fields))
-    if logged:
-        add_products(logged)
-    # events the bundle was fitted on (xsell fit --events) are in its data already
-    for event in events.events(after=bundle.manifest.get("events_through", 0)):
-        items = [catalogue.as_id(i) for i in event.items]
-        if any(i not in catalogue for i in items):
-            skipped += 1  # logged for an earlier catalogue: the next fit reads it
-            continue
-        live.add(event, list(items))
-    for user in live.users() if retriever is not None else ():
-        # the replayed shoppers' user vectors, from their histories
-        retriever.update(user, history_of(user))
+    def catch_up() -> int:
+        """Apply what the log holds beyond what this process has read -- on start the
+        whole log (a restart), later what other processes sharing it logged: the
+        products first, then the purchases (which may name them). The number skipped
+        (purchases of items this catalogue lacks)."""
+        skipped = 0
+        if events.items(after=seen["items"]):  # a cheap look before taking the lock
+            with shared.writing():
+                new = []
+                for entry in events.items(after=seen["items"]):
+                    seen["items"] = entry.log_id
+                    item = catalogue.as_id(entry.item_id)
+                    if entry.log_id in mine_items or item in catalogue:
+                        mine_items.discard(entry.log_id)  # its own, or in the fitted data
+                        continue
+                    new.append((item, entry.fields))
+                if new:
+                    add_products(new)
+        if events.events(after=seen["events"]):
+            with ordered:
+                users = set()
+                for event in events.events(after=seen["events"]):
+                    seen["events"] = event.event_id
+                    if event.event_id in mine_events:
+                        mine_events.discard(event.event_id)
+                        continue
+                    items = [catalogue.as_id(i) for i in event.items]
+                    if any(i not in catalogue for i in items):
+                        skipped += 1  # logged for an earlier catalogue: the next fit reads it
+                        continue
+                    live.add(event, items)
+                    users.add(event.user)
+                for user in users if retriever is not None else ():
+                    retriever.update(user, history_of(user))  # their user vectors
+        return skipped
+
+    skipped = catch_up()  # the log as this process finds it
     if skipped:
         log.warning("%s: %d events name items this bundle's catalogue lacks; not replayed",
                     log_file, skipped)
@@ -149,7 +178,27 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     bundle.search.dense_.reserve(NEW_ITEM_ROOM)
     if retriever is not None:
         retriever.index.reserve(NEW_ITEM_ROOM)
-    app = FastAPI(title="xsell", version=__version__,
+    stop = threading.Event()
+
+    def follow_log() -> None:
+        while not stop.wait(follow):
+            try:
+                catch_up()
+            except Exception:  # logged; the next read tries again
+                log.exception("reading %s for other processes' events failed", log_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        reader = None
+        if follow:
+            reader = threading.Thread(target=follow_log, name="xsell-follow-log", daemon=True)
+            reader.start()
+        yield
+        stop.set()
+        if reader is not None:
+            reader.join(timeout=10)
+
+    app = FastAPI(title="xsell", version=__version__, lifespan=lifespan,
                   description=f"Cross-category recommendations for {data.name} "
                               f"({data.n_users:,} shoppers, {data.n_items:,} items).")
     errors = {404: {"model": Error}, 422: {"model": Error}}
@@ -180,7 +229,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
     def health() -> Health:
         m = bundle.manifest
         return Health(status="ok", dataset=data.name, users=data.n_users, items=data.n_items,
-                      items_added=len(catalogue.added),
+                      items_added=len(catalogue.added), worker=os.getpid(),
                       objectives=list(bundle.hybrids), events=live.n_events,
                       event_log=log_file, created=m.get("created", ""),
                       xsell_version=__version__)
@@ -291,6 +340,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         stamp = None if body.timestamp is None else body.timestamp.isoformat()
         with ordered:  # the served order of a shopper's baskets is the log's order
             event = events.append(body.user, [str(i) for i in items], stamp)  # on disk now
+            mine_events.add(event.event_id)
             live.add(event, items)
             if retriever is not None:  # the user tower on the new history
                 retriever.update(body.user, history_of(body.user))
@@ -310,7 +360,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
             if item in catalogue:
                 raise ApiError(409, "item_id", body.item_id, f"item id {body.item_id!r} is "
                                "in the catalogue already")
-            events.add_item(body.item_id, fields)  # on disk before it is served
+            mine_items.add(events.add_item(body.item_id, fields).log_id)  # on disk first
             serves = add_products([(item, fields)])
         return NewItemResponse(
             item=_item(catalogue, item), serves=serves, ignores=list(ID_COMPONENTS),
@@ -326,6 +376,31 @@ def create_app(bundle: Bundle, events: EventLog | None = None) -> FastAPI:
         return _item(catalogue, _items(catalogue, [item_id], "item_id")[0])
 
     return app
+
+
+#: Environment variables naming the bundle and the event log of ``xsell serve --workers``.
+WORKER_BUNDLE, WORKER_EVENTS = "XSELL_SERVE_BUNDLE", "XSELL_SERVE_EVENTS"
+#: How often each of several server processes reads the log for the others' events.
+FOLLOW_SECONDS = 0.1
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one of ``xsell serve --workers N``'s processes: the bundle and
+    the event log the environment names (:data:`WORKER_BUNDLE`, :data:`WORKER_EVENTS`),
+    following the log for what the other processes add.
+
+    Each process loads the bundle; its large arrays -- the two-tower's item table that
+    its index searches, the search's text vectors -- are memory-mapped read-only from the
+    bundle's files (:mod:`xsell.checkpoint`), so the processes share one copy in memory.
+    """
+    from xsell.serving.bundle import load_bundle
+
+    missing = [name for name in (WORKER_BUNDLE, WORKER_EVENTS) if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} not set: start the processes with "
+                           "`xsell serve DIR --workers N`")
+    bundle = load_bundle(os.environ[WORKER_BUNDLE])
+    return create_app(bundle, EventLog(os.environ[WORKER_EVENTS]), follow=FOLLOW_SECONDS)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -54,7 +54,7 @@ from xsell.models.fitting import fit_model
 from xsell.models.hybrid import OBJECTIVES, Hybrid
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "bundle_size", "catalogue_fingerprint",
-           "check_bundle_target", "fit_bundle", "load_bundle", "write_bundle"]
+           "check_bundle_target", "fit_bundle", "load_bundle", "read_manifest", "write_bundle"]
 
 BUNDLE_FORMAT = "xsell-bundle/2"
 MANIFEST = "bundle.json"
@@ -210,20 +210,14 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
     return folder
 
 
-def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
-    """Read a bundle written by :func:`write_bundle`; never refits.
-
-    Parameters
-    ----------
-    folder : path-like
-        The bundle.
-    catalogue : Dataset, optional
-        Data whose catalogue the bundle must have been made for (``xsell serve --data``).
+def read_manifest(folder: str | Path, catalogue: Dataset | None = None) -> dict:
+    """A bundle's ``bundle.json``, once its format and the files it lists are checked
+    (the models are not read: see :func:`load_bundle`).
 
     Raises
     ------
     BundleError
-        Naming the file that is missing or damaged, or the two catalogues that differ.
+        As :func:`load_bundle`, for the manifest and the catalogue.
     """
     folder = Path(folder)
     path = folder / MANIFEST
@@ -249,6 +243,27 @@ def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
             f"{manifest.get('items')} items, fingerprint {manifest.get('catalogue_fingerprint')}"
             f"); the data given is {catalogue.name!r}, {catalogue.n_items} items, fingerprint "
             f"{catalogue_fingerprint(catalogue)}: rebuild the bundle with `xsell fit --out`")
+    return manifest
+
+
+def load_bundle(folder: str | Path, catalogue: Dataset | None = None) -> Bundle:
+    """Read a bundle written by :func:`write_bundle`; never refits.
+
+    Parameters
+    ----------
+    folder : path-like
+        The bundle.
+    catalogue : Dataset, optional
+        Data whose catalogue the bundle must have been made for (``xsell serve --data``).
+
+    Raises
+    ------
+    BundleError
+        Naming the file that is missing or damaged, or the two catalogues that differ.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, catalogue)
+    path = folder / MANIFEST
     try:
         raw = read_folder(folder / "data")
         data = Dataset(raw["interactions"], raw["items"], name=raw["name"], info=raw["info"])

@@ -19,6 +19,7 @@ so a restarted server indexes it again and the nightly fit adds it to the catalo
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import threading
@@ -54,6 +55,7 @@ class LoggedItem:
     item_id: str
     fields: dict
     received: float
+    log_id: int = 0  #: its row in the log (the order products were added in)
 
 
 class EventLog:
@@ -130,18 +132,19 @@ class EventLog:
         received = time.time()
         try:
             with self._lock:
-                self._db.execute("INSERT INTO items (item, fields, received) VALUES (?, ?, ?)",
-                                 (str(item_id), json.dumps(fields), received))
+                cursor = self._db.execute(
+                    "INSERT INTO items (item, fields, received) VALUES (?, ?, ?)",
+                    (str(item_id), json.dumps(fields), received))
         except sqlite3.IntegrityError:
             raise ValueError(f"item {item_id!r} is in the event log already") from None
-        return LoggedItem(str(item_id), dict(fields), received)
+        return LoggedItem(str(item_id), dict(fields), received, int(cursor.lastrowid))
 
-    def items(self) -> list[LoggedItem]:
-        """Every logged product, in the order they were added."""
+    def items(self, after: int = 0) -> list[LoggedItem]:
+        """Every logged product with a row above ``after``, in the order they were added."""
         with self._lock:
-            rows = self._db.execute("SELECT item, fields, received FROM items "
-                                    "ORDER BY id").fetchall()
-        return [LoggedItem(i, json.loads(f), float(r)) for i, f, r in rows]
+            rows = self._db.execute("SELECT item, fields, received, id FROM items "
+                                    "WHERE id > ? ORDER BY id", (after,)).fetchall()
+        return [LoggedItem(i, json.loads(f), float(r), int(n)) for i, f, r, n in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -168,10 +171,12 @@ class LiveHistories:
         return str(user)
 
     def add(self, event: Event, items: list) -> None:
-        """Append ``event``'s basket (``items``: its ids already in the catalogue's dtype)."""
+        """Add ``event``'s basket (``items``: its ids already in the catalogue's dtype) in
+        the log's order (server processes that share a log may learn of events out of
+        order)."""
         with self._lock:
-            self._baskets.setdefault(self.key(event.user), []).append(
-                (event.event_id, tuple(items)))
+            bisect.insort(self._baskets.setdefault(self.key(event.user), []),
+                          (event.event_id, tuple(items)), key=lambda b: b[0])
             self.n_events += 1
 
     def users(self) -> list[str]:

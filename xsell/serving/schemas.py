@@ -27,8 +27,8 @@ running server documents every field at ``/docs`` and ``/openapi.json``).
                        optional)
 ``NewItemResponse``    ``item``, ``serves``, ``ignores``, ``note``, ``took_ms``
 ``Health``             ``status``, ``dataset``, ``users``, ``items``, ``items_added``,
-                       ``objectives``, ``events``, ``event_log``, ``created``,
-                       ``xsell_version``
+                       ``worker``, ``objectives``, ``events``, ``event_log``,
+                       ``created``, ``xsell_version``
 ``ErrorDetail``        every 4xx: ``field``, ``value``, ``message`` (``errors``: all of a
                        body's validation errors)
 =====================  ==============================================================
@@ -236,6 +236,8 @@ class Health(BaseModel):
     users: int
     items: int = Field(description="the catalogue the bundle was fitted on")
     items_added: int = Field(description="products added since (POST /items)")
+    worker: int = Field(description="the answering server process's id (xsell serve "
+                        "--workers N runs N processes)")
     objectives: list[str]
     events: int = Field(description="purchase events served since the bundle was fitted")
     event_log: str | None = Field(description="the event log's file (None: in memory only)")

@@ -15,6 +15,8 @@ Commands::
     xsell assist         [data] --user ID [MESSAGE] [--messages PATH]   (no MESSAGE: stdin)
     xsell fit            [data] --out DIR [--objectives all,explore,cross-category]
     xsell serve          DIR [--host 127.0.0.1] [--port 8000] [--data PATH] [--events FILE]
+    xsell train-two-tower [data] --out DIR [--epochs N] [--batch-size B] ...
+                         (data-parallel under torchrun: xsell.models.distributed)
 
 Without a data source, ``$XSELL_DATA_DIR`` is used, then the built-in synthetic shop.
 
@@ -43,6 +45,9 @@ from xsell.pipeline import RUN_MODELS
 #: Baskets a user needs to stay in the data of ``recommend`` and ``complete`` (the
 #: recipe's, :mod:`xsell.data.prepare`).
 SERVE_MIN_BASKETS = MIN_USER_BASKETS
+#: ``train-two-tower``'s default encoder (:data:`xsell.text.DEFAULT_MODEL`, spelt out so
+#: that building the parser imports no torch).
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def _add_data_args(p: argparse.ArgumentParser, items_flag: str = "--items") -> None:
@@ -556,6 +561,69 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_two_tower(args: argparse.Namespace) -> int:
+    from xsell.checkpoint import CONFIG, CONFIG_SUM
+    from xsell.fileio import check_writable
+    from xsell.models import distributed
+    from xsell.models.two_tower import TwoTower
+
+    for value, low, flag in ((args.epochs, 1, "--epochs"), (args.patience, 1, "--patience"),
+                             (args.batch_size, 2, "--batch-size"), (args.dim, 1, "--dim")):
+        _at_least(value, low, flag)
+    if not args.lr > 0:
+        raise InputError(f"--lr {args.lr}: must be a positive learning rate, e.g. 3e-4")
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and ((out / CONFIG_SUM).is_file()
+                                               or not any(out.iterdir()))):
+        raise InputError(f"--out {out}: exists and is not a saved xsell model; not "
+                         "overwriting it, give a new folder")
+    check_writable(out / CONFIG, "--out folder")
+    model = TwoTower(encoder=args.encoder, pretrained=not args.random_encoder, dim=args.dim,
+                     objective=args.objective, user_tower=args.user_tower, lr=args.lr,
+                     batch_size=args.batch_size, max_epochs=args.epochs,
+                     patience=args.patience, seed=args.seed, progress=False)
+    model.config()  # a bad combination of settings is named before any work
+    _check_encoder(args.encoder)
+    distributed.init()
+    done = False
+    try:
+        first = distributed.rank() == 0
+        model.progress = first and sys.stderr.isatty()
+        data = _clean(_load(args))
+        start = time.perf_counter()
+        model.fit(data)
+        if first:
+            model.save(out)
+            last, best = model.history_[-1], max(model.history_, key=lambda e: e["validation"])
+            score = "recall@20" if args.objective == "softmax" else "minus MSE"
+            shares = " + ".join(f"{n:,}" for n in last.get("rows_per_process", []))
+            print(f"wrote {out}: two-tower on {data.name} ({data.n_users:,} shoppers, "
+                  f"{data.n_items:,} items), trained by {distributed.world_size()} "
+                  f"process(es) ({distributed.backend() or 'no process group'}) at batch "
+                  f"size {args.batch_size}{f' (rows per process: {shares})' if shares else ''}"
+                  f"; {len(model.history_)} epochs in {time.perf_counter() - start:.1f} s, "
+                  f"best epoch {best['epoch']} (validation {score} "
+                  f"{best['validation']:.4f}); train loss {last['train_loss']:.4f}")
+        done = True
+    finally:
+        distributed.shutdown(wait=done)
+    return 0
+
+
+def _check_encoder(name: str) -> None:
+    """Fail on an encoder that cannot be loaded, before the data is read (its config only)."""
+    from transformers import AutoConfig
+
+    from xsell.text import resolve_model
+
+    try:
+        AutoConfig.from_pretrained(resolve_model(name))
+    except (OSError, ValueError) as err:
+        raise InputError(f"--encoder {name}: cannot load it ({' '.join(str(err).split())[:200]})"
+                         "; give a folder of a sentence encoder or a hub name in the local "
+                         "Hugging Face cache") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -768,6 +836,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="server processes (default 1); several share the bundle's "
                             "memory-mapped arrays and each follows the event log")
     serve.set_defaults(func=_cmd_serve)
+
+    tt = sub.add_parser(
+        "train-two-tower",
+        help="train the language-model two-tower and save it; data-parallel when launched "
+             "by torchrun (torchrun --nproc_per_node 2 -m xsell.cli train-two-tower ...)")
+    _add_data_args(tt)
+    tt.add_argument("--out", metavar="DIR", required=True,
+                    help="the model's folder (new, or a model saved there before)")
+    tt.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
+    tt.add_argument("--patience", type=int, default=2,
+                    help="stop after this many epochs without a better validation score")
+    tt.add_argument("--batch-size", type=int, default=1024,
+                    help="training rows per step over all processes (the global batch)")
+    tt.add_argument("--dim", type=int, default=256, help="dimension of the towers' vectors")
+    tt.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate")
+    tt.add_argument("--objective", default="softmax", choices=["softmax", "mse"],
+                    help="in-batch sampled softmax on next baskets, or MSE on counts")
+    tt.add_argument("--user-tower", default="attention",
+                    choices=["mean", "attention", "transformer", "text"],
+                    help="how a history becomes a user vector")
+    tt.add_argument("--encoder", default=DEFAULT_ENCODER,
+                    help="sentence encoder: hub name or folder (default all-MiniLM-L6-v2)")
+    tt.add_argument("--random-encoder", action="store_true",
+                    help="the encoder's architecture with random weights (no pre-training)")
+    tt.set_defaults(func=_cmd_train_two_tower)
 
     run = sub.add_parser("run", help="the main job: load, validate, clean, split, report")
     _add_data_args(run)

@@ -32,6 +32,7 @@ import torch
 
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
+from xsell.models import distributed
 from xsell.models.base import Recommender
 from xsell.models.behaviour import States, decay_weights, top_items
 from xsell.models.towers import ItemTower, TextUserTower, UserTower
@@ -214,7 +215,12 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: Dataset) -> TwoTower:
-        """Encode the catalogue (cached), build the training states, train with early stopping."""
+        """Encode the catalogue (cached), build the training states, train with early stopping.
+
+        Under ``torchrun`` (:mod:`xsell.models.distributed`) each process encodes its
+        share of the texts and trains on its share of every batch; the fitted model is
+        the one-process model at the same ``batch_size``, to float rounding.
+        """
         config = self.config()
         start = time.perf_counter()
         self._remember(train)
@@ -225,10 +231,10 @@ class TwoTower(Recommender):
         if config.reads_text:
             texts = item_texts(train).tolist()
             if self.text_items == "all":
-                embeddings = self._text_encoder().encode(texts)
+                embeddings = distributed.encode_texts(self._text_encoder(), texts)
             else:  # never-bought rows stay zero: no training pair or scored item reads them
                 seen = np.flatnonzero(self.seen_items_)
-                part = self._text_encoder().encode([texts[i] for i in seen])
+                part = distributed.encode_texts(self._text_encoder(), [texts[i] for i in seen])
                 embeddings = np.zeros((len(texts), part.shape[1]), dtype=part.dtype)
                 embeddings[seen] = part
             text_dim = embeddings.shape[1]
@@ -244,8 +250,8 @@ class TwoTower(Recommender):
         states, val_rows = objective.training_data(self, train, rng)
         state_text = None
         if self.user_tower == "text":
-            state_text = torch.as_tensor(self._text_encoder().encode(
-                self._history_texts(states.items)))
+            state_text = torch.as_tensor(distributed.encode_texts(
+                self._text_encoder(), self._history_texts(states.items)))
         self.validation_users_ = len(val_rows)
         self.history_ = train_towers(self, objective, states, val_rows, state_text, rng)
         self.top_layers_ = None  # its output now lives in the item tower's table

@@ -11,7 +11,9 @@
 
 Each says how its training data is built, how batches are drawn, what the loss of a
 batch is and how a validation score is computed; the loop that runs them is
-:mod:`xsell.models.two_tower_training`.
+:mod:`xsell.models.two_tower_training`. Under ``torchrun`` every process draws the same
+batches and computes the loss of its contiguous share of each (``shard=True``,
+:mod:`xsell.models.distributed`); the shares' losses add up to the batch's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from xsell.data import schema as S
 from xsell.data.dataset import Dataset
 from xsell.losses import in_batch_softmax_loss, mse_loss
 from xsell.metrics import recall_at_k
+from xsell.models import distributed
 from xsell.models.base import interaction_matrix, top_k
 from xsell.models.behaviour import States, top_items, training_states
 
@@ -51,8 +54,14 @@ class Objective:
         raise NotImplementedError
 
     def loss(self, model, states: States, pairs: np.ndarray, state_text,
-             log_q: torch.Tensor) -> torch.Tensor:
-        """The loss of one batch."""
+             log_q: torch.Tensor, shard: bool = False) -> torch.Tensor:
+        """The loss of one batch.
+
+        ``shard``: only this process's share of the batch
+        (:func:`~xsell.models.distributed.my_share`) is computed, and the loss returned
+        is its part of the batch's mean loss (summed over the processes, the batch's
+        loss).
+        """
         raise NotImplementedError
 
     def validate(self, model, states: States, val_rows: np.ndarray, state_text) -> float:
@@ -96,16 +105,24 @@ class SoftmaxObjective(Objective):
             if len(batch) >= 2:
                 yield batch
 
-    def loss(self, model, states, pairs, state_text, log_q):
+    def loss(self, model, states, pairs, state_text, log_q, shard=False):
         items = torch.as_tensor(states.target_item[pairs])
         srows = states.target_state[pairs]
+        mine = distributed.my_share(len(pairs)) if shard else slice(0, len(pairs))
         # One user vector per history, shared by its basket's items.
-        distinct, inverse = np.unique(srows, return_inverse=True)
-        u = model._batch_users(states, distinct, state_text).index_select(
+        distinct, inverse = np.unique(srows[mine], return_inverse=True)
+        u = _share_users(model, states, distinct, state_text).index_select(
             0, torch.as_tensor(inverse))
-        v = model._item_vectors(items, tuned=True)
+        v = model._item_vectors(items[mine], tuned=True)
+        if not shard:
+            return in_batch_softmax_loss(u, v, items, model.logq * log_q[items],
+                                         model.temperature, torch.as_tensor(srows))
+        # This share's users against every item of the batch, as in one process: the
+        # other shares' item vectors are gathered (their gradients flow back to them).
+        v = distributed.gather_rows(v, np.diff(distributed.shares(len(pairs))))
         return in_batch_softmax_loss(u, v, items, model.logq * log_q[items],
-                                     model.temperature, torch.as_tensor(srows))
+                                     model.temperature, torch.as_tensor(srows),
+                                     first=mine.start, total=len(pairs))
 
     @torch.no_grad()
     def validate(self, model, states, val_rows, state_text):
@@ -154,14 +171,17 @@ class MSEObjective(Objective):
         for start in range(0, len(order), model.batch_size):
             yield order[start:start + model.batch_size]
 
-    def loss(self, model, states, pairs, state_text, log_q):
+    def loss(self, model, states, pairs, state_text, log_q, shard=False):
+        total = len(pairs) if shard else None
+        if shard:  # a plain mean over rows: each share's rows alone
+            pairs = pairs[distributed.my_share(len(pairs))]
         items = torch.as_tensor(states.target_item[pairs])
         srows = states.target_state[pairs]
         # A count must not be read off its own history entry.
-        u = model._batch_users(states, srows, state_text, states.target_item[pairs])
+        u = _share_users(model, states, srows, state_text, states.target_item[pairs])
         v = model._item_vectors(items, tuned=True)
         pred = (u * v).sum(-1) + model.bias_[items] + model.bias_[-1]
-        return mse_loss(pred, torch.as_tensor(states.target_count[pairs]))
+        return mse_loss(pred, torch.as_tensor(states.target_count[pairs]), total)
 
     @torch.no_grad()
     def validate(self, model, states, val_rows, state_text):
@@ -172,6 +192,15 @@ class MSEObjective(Objective):
                                states.target_item[val_rows])
         pred = (u * model._item_vectors(items)).sum(-1) + model.bias_[items] + model.bias_[-1]
         return -float(mse_loss(pred, torch.as_tensor(states.target_count[val_rows])))
+
+
+def _share_users(model, states: States, rows: np.ndarray, state_text,
+                 mask_items: np.ndarray | None = None) -> torch.Tensor:
+    """User vectors of training states; none for an empty share (a batch with fewer rows
+    than there are processes leaves some process none)."""
+    if len(rows) == 0:
+        return torch.zeros((0, model.dim))
+    return model._batch_users(states, rows, state_text, mask_items)
 
 
 def _targets_of(states: States, rows: np.ndarray) -> list[np.ndarray]:

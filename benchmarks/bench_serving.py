@@ -41,7 +41,7 @@ from readme_table import markdown_table, update_readme
 HERE = Path(__file__).resolve().parent
 
 
-def _start(bundle: str, events: Path) -> tuple[subprocess.Popen, str, float]:
+def _start(bundle: str, events: Path, workers: int = 1) -> tuple[subprocess.Popen, str, float]:
     import httpx
 
     with socket.socket() as s:
@@ -49,7 +49,8 @@ def _start(bundle: str, events: Path) -> tuple[subprocess.Popen, str, float]:
         port = s.getsockname()[1]
     log = open(events.with_suffix(".log"), "w")  # noqa: SIM115 - kept open for the server
     proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", bundle, "--port",
-                             str(port), "--events", str(events)], stdout=log,
+                             str(port), "--events", str(events), "--workers", str(workers)],
+                            stdout=log,
                             stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300

@@ -77,7 +77,7 @@ class GrowingRows:
 
     @property
     def array(self) -> np.ndarray:
-        """The rows so far (a view: valid until the next :meth:`append`)."""
+        """The rows appended so far, a view that the next :meth:`append` may replace."""
         return self._buffer[:self._n]
 
     def __len__(self) -> int:

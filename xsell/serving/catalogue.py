@@ -106,7 +106,8 @@ class LiveCatalogue:
         return self.data.n_items + len(self.added)
 
     def add(self, item, fields: dict) -> pd.DataFrame:
-        """Record a product (its id from :meth:`new_id`); its catalogue row, as a frame."""
+        """Record a product (its id in the catalogue's id type); its catalogue row, as a
+        frame."""
         row = {S.ITEM: item, **{k: v for k, v in fields.items() if v is not None}}
         category = row.get(S.CATEGORY)
         row["department"] = (str(category).split(S.CATEGORY_SEP)[0].strip()

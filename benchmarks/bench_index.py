@@ -163,25 +163,12 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from xsell.plots import plot_index_growth, plot_recall_latency
+
     fig, (grow, curve) = plt.subplots(1, 2, figsize=(10, 3.8))
     rows = report["synthetic"]["rows"]
-    for kind, style in (("exact", "k-o"), ("ivf", "b-s"), ("hnsw", "g-^")):
-        mine = [r for r in rows if r["index"] == kind]
-        if mine:
-            grow.plot([r["size"] for r in mine], [r["p50_ms"] for r in mine], style, label=kind)
-    grow.set(xscale="log", yscale="log", xlabel="catalogue size (vectors)",
-             ylabel="query latency p50 (ms)", title="cost as the catalogue grows")
-    grow.legend()
-    for kind, points in report["synthetic"]["curves"].items():
-        name = SWEEP[kind][0]
-        curve.plot([p["p50_ms"] for p in points], [p["recall@10"] for p in points], "o-",
-                   label=f"{kind} ({name})")
-        for p in points:
-            curve.annotate(str(p[name]), (p["p50_ms"], p["recall@10"]), fontsize=7)
-    curve.axhline(0.95, color="grey", ls=":")
-    curve.set(xscale="log", xlabel="query latency p50 (ms)", ylabel="recall@10 vs exact",
-              title=f"recall / latency at {max(r['size'] for r in rows):,} vectors")
-    curve.legend()
+    plot_index_growth(rows, ax=grow)
+    plot_recall_latency(report["synthetic"]["curves"], max(r["size"] for r in rows), ax=curve)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

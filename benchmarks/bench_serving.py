@@ -26,10 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,32 +37,12 @@ from readme_table import markdown_table, update_readme
 HERE = Path(__file__).resolve().parent
 
 
-def _start(bundle: str, events: Path, workers: int = 1) -> tuple[subprocess.Popen, str, float]:
-    import httpx
+def _start(bundle: str, events: Path, workers: int = 1):
+    """The server on the bundle: a started :class:`xsell.serving.process.ServerProcess`."""
+    from xsell.serving.process import ServerProcess
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(events.with_suffix(".log"), "w")  # noqa: SIM115 - kept open for the server
-    proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", bundle, "--port",
-                             str(port), "--events", str(events), "--workers", str(workers)],
-                            stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(events.with_suffix(".log").read_text())
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                found = re.search(r"loaded .* in ([0-9.]+) s", events.with_suffix(".log")
-                                  .read_text())
-                return proc, url, float(found.group(1)) if found else float("nan")
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not come up in 300 s")
+    return ServerProcess(bundle, events, workers, timeout=300,
+                         log=events.with_suffix(".log")).start()
 
 
 #: The requests measured one at a time: label -> (kind of the load's plan, fields changed).
@@ -179,7 +155,8 @@ def main() -> int:
     data = load_bundle(args.bundle).data
     users = [str(u) for u in data.user_index]
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, load_seconds = _start(args.bundle, Path(tmp) / "events.sqlite")
+        server = _start(args.bundle, Path(tmp) / "events.sqlite")
+        url, load_seconds = server.url, server.load_seconds
         try:
             report = {"dataset": data.name, "users": data.n_users, "items": data.n_items,
                       "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
@@ -237,8 +214,7 @@ def main() -> int:
                 report["loads"][str(concurrency)] = json.loads(table.to_json(orient="index"))
             report["health"] = httpx.get(f"{url}/health").json()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

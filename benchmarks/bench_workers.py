@@ -65,7 +65,8 @@ def main() -> int:
               "runs": {}}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url, _ = _start(str(bundle), Path(tmp) / "events.sqlite", workers)
+            server = _start(str(bundle), Path(tmp) / "events.sqlite", workers)
+            url = server.url
             try:
                 pids, deadline = set(), time.monotonic() + 300
                 while len(pids) < workers and time.monotonic() < deadline:  # all are up
@@ -81,8 +82,7 @@ def main() -> int:
                     "sent": int(summary["requests"]),
                     "processes": [memory(pid, bundle) for pid in sorted(pids)]}
             finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+                server.stop()
     one, two = report["runs"]["1"], report["runs"]["2"]
     report["throughput_ratio"] = round(two["per_s"] / one["per_s"], 2)
     out = Path(args.out)

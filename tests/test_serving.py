@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -488,35 +486,13 @@ def test_a_new_item_is_searchable_and_recommendable_at_once(served, tmp_path):
 
 
 # ---------------------------------------------------------------------- a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(folder: Path, events: Path, workers: int = 1
                   ) -> tuple[subprocess.Popen, str]:
-    """``xsell serve`` in a process of its own; returns once /health answers (120 s at most)."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "xsell.cli", "serve", str(folder),
-                             "--port", str(port), "--events", str(events),
-                             "--workers", str(workers)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read())
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("the server did not come up in 120 s")
-        time.sleep(0.5)
+    """``xsell serve`` in a process of its own; returns once /health answers."""
+    from xsell.serving.process import ServerProcess
+
+    server = ServerProcess(folder, events, workers, env={"OMP_NUM_THREADS": "1"}).start()
+    return server.proc, server.url
 
 
 def _stop(proc: subprocess.Popen) -> None:

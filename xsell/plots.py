@@ -152,3 +152,65 @@ def plot_search_gains(summary: pd.DataFrame, metric: str = "ndcg@10", ax=None):
     ax.set(ylabel=metric.upper().replace("@", "@"), title="Product search (test queries)")
     ax.legend(fontsize=8)
     return ax
+
+
+def _plain_log_ticks(axis) -> None:
+    """A log axis labelled 0.1, 0.2, 0.5, 1, ... (not 10^-1), without minor-tick labels."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_index_growth(rows: list[dict], ax=None):
+    """Query latency (p50) of each index kind against catalogue size, log-log: the rows of
+    ``benchmarks/bench_index.py`` (``size``, ``index``, ``p50_ms``)."""
+    ax = _ax(ax)
+    for kind, style in (("exact", "k-o"), ("ivf", "b-s"), ("hnsw", "g-^")):
+        mine = [r for r in rows if r["index"] == kind]
+        if mine:
+            ax.plot([r["size"] for r in mine], [r["p50_ms"] for r in mine], style, label=kind)
+    ax.set(xscale="log", yscale="log", xlabel="catalogue size (vectors)",
+           ylabel="query latency p50 (ms)", title="Cost as the catalogue grows")
+    ax.legend()
+    return ax
+
+
+def plot_recall_latency(curves: dict[str, list[dict]], size: int | None = None, ax=None,
+                        floor: float = 0.95):
+    """Recall@10 against exact search versus query latency as each index's search knob
+    turns (``{kind: [{knob: value, "recall@10", "p50_ms"}, ...]}``), knob values marked."""
+    ax = _ax(ax)
+    for kind, points in curves.items():
+        knob = next(k for k in points[0] if k not in ("recall@10", "p50_ms", "p99_ms"))
+        ax.plot([p["p50_ms"] for p in points], [p["recall@10"] for p in points], "o-",
+                label=f"{kind} ({knob})")
+        for p in points:
+            ax.annotate(str(p[knob]), (p["p50_ms"], p["recall@10"]), fontsize=7)
+    ax.axhline(floor, color="grey", ls=":")
+    at = f" at {size:,} vectors" if size else ""
+    ax.set(xscale="log", xlabel="query latency p50 (ms)", ylabel="recall@10 vs exact",
+           title=f"Recall / latency{at}")
+    _plain_log_ticks(ax.xaxis)
+    ax.legend()
+    return ax
+
+
+def plot_request_latency(latency: pd.DataFrame, bars: dict | None = None, ax=None):
+    """Server-side latency per kind of request: p50 and p99 bars (``latency`` indexed by
+    request, columns ``p50`` and ``p99`` in ms), with each request's bar on its p99."""
+    ax = _ax(ax, (7, 0.45 * len(latency) + 1.2))
+    y = np.arange(len(latency))
+    ax.barh(y + 0.2, latency["p99"], height=0.4, color="#DD8452", label="p99")
+    ax.barh(y - 0.2, latency["p50"], height=0.4, color="#4C72B0", label="p50")
+    for row, name in enumerate(latency.index):
+        if bars and name in bars:
+            ax.plot([bars[name]] * 2, [row - 0.45, row + 0.45], "k-", lw=2)
+    ax.set_yticks(y, latency.index)
+    ax.invert_yaxis()
+    ax.set(xscale="log", xlabel="server time (ms, log scale); black: the bar on p99",
+           title="Latency per request")
+    _plain_log_ticks(ax.xaxis)
+    ax.legend(loc="lower right")
+    return ax

@@ -31,12 +31,22 @@ from xsell.checkpoint import data_fingerprint
 from xsell.data.splits import Split
 from xsell.fileio import atomic_write
 
-__all__ = ["RECORDS", "check_against_record", "find_recorded", "read_json_records",
-           "write_record"]
+__all__ = ["BENCHMARK_RESULTS", "RECORDS", "benchmark_result", "check_against_record",
+           "find_recorded", "read_json_records", "write_record"]
 
 #: The package's own records (shipped with it, like the tuning records).
 RECORDS = Path(__file__).resolve().parent / "records"
 RECORD_FORMAT = "xsell-record/1"
+#: Where ``benchmarks/`` writes its results, in a clone of the repository.
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def benchmark_result(name: str) -> dict | None:
+    """The JSON a benchmark wrote (``benchmarks/results/{name}.json``), or None where there
+    is none (an installed package has no ``benchmarks/``): measurements of one machine,
+    shown by the chapters, never checked against live runs."""
+    path = BENCHMARK_RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _plain(value):

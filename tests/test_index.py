@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,30 @@ def test_exact_index_searches_a_memory_mapped_table_in_place(tmp_path):
     np.testing.assert_array_equal(rows, np.argsort(-(q @ both.T), axis=1, kind="stable")[:, :10])
     np.testing.assert_array_equal(index.rows(np.array([3, 1002, 999])), both[[3, 1002, 999]])
     assert not table.flags.writeable and (np.load(tmp_path / "table.npy") == x).all()
+
+
+def test_a_shared_faiss_index_is_built_once_and_memory_mapped(tmp_path):
+    pytest.importorskip("faiss")
+    from xsell.index import shared_index
+
+    x, q = _clustered(8000), _clustered(50, seed=1)
+    path = tmp_path / "items.faiss"
+    first = shared_index(x, path, kind="ivf", nprobe=8, threads=1)
+    built = path.stat().st_mtime_ns
+    again = shared_index(x, path, kind="ivf", nprobe=8, threads=1)
+    assert path.stat().st_mtime_ns == built  # the second process maps the first's file
+    maps = Path("/proc/self/maps").read_text()
+    assert str(path) in maps  # read where it lies, not copied in
+    reference = FaissIndex(kind="ivf", nprobe=8, threads=1).fit(x)
+    np.testing.assert_array_equal(again.search(q, 10)[1], reference.search(q, 10)[1])
+    # added vectors go to the process's own exact buffer, found at their new rows
+    new = _clustered(3, seed=7)
+    assert first.add(new).tolist() == [8000, 8001, 8002] and len(first) == 8003
+    assert first.search(new, 1)[1][:, 0].tolist() == [8000, 8001, 8002]
+    assert len(again) == 8000  # the other process's index is untouched
+    shared_index(x[:7000], path, kind="ivf", nprobe=8, threads=1)  # other vectors: rebuilt
+    assert path.stat().st_mtime_ns != built
+    assert type(shared_index(x, path, kind="exact")).__name__ == "ExactIndex"
 
 
 @pytest.mark.parametrize("kind, floor", [("flat", 1.0), ("hnsw", 0.99), ("ivf", 0.95)])

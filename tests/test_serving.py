@@ -486,12 +486,13 @@ def test_a_new_item_is_searchable_and_recommendable_at_once(served, tmp_path):
 
 
 # ---------------------------------------------------------------------- a real server
-def _start_server(folder: Path, events: Path, workers: int = 1
+def _start_server(folder: Path, events: Path, workers: int = 1, args: tuple = ()
                   ) -> tuple[subprocess.Popen, str]:
     """``xsell serve`` in a process of its own; returns once /health answers."""
     from xsell.serving.process import ServerProcess
 
-    server = ServerProcess(folder, events, workers, env={"OMP_NUM_THREADS": "1"}).start()
+    server = ServerProcess(folder, events, workers, env={"OMP_NUM_THREADS": "1"},
+                           args=args).start()
     return server.proc, server.url
 
 
@@ -630,12 +631,18 @@ def test_a_bounded_mixed_load_at_concurrency_8_and_32_gets_no_5xx(served, tmp_pa
 
 def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_path):
     """``xsell serve --workers 2``: two processes answer, both map the two-tower's item
-    table from the one bundle file, and what one of them logs the other serves."""
+    table from the one bundle file and its faiss index from the one file they built
+    once, and what one of them logs the other serves."""
     table = served["bundle"].two_tower.item_vectors_
     assert isinstance(table, np.memmap) and not table.flags.writeable
     mapped = Path(table.filename).resolve()
     assert Path(served["folder"]).resolve() in mapped.parents
-    proc, url = _start_server(served["folder"], tmp_path / "events.sqlite", workers=2)
+    pytest.importorskip("faiss")
+    bundle = tmp_path / "shop"  # a bundle of its own: its index is built beside it
+    bundle.symlink_to(Path(served["folder"]).resolve(), target_is_directory=True)
+    proc, url = _start_server(bundle, tmp_path / "events.sqlite", workers=2,
+                              args=("--index", "ivf"))
+    index_file = tmp_path / "shop-index" / "two-tower.faiss"
     try:
         def health_of_each() -> dict:  # new connections until both have answered (60 s)
             found, deadline = {}, time.monotonic() + 60
@@ -647,9 +654,11 @@ def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_p
 
         workers = health_of_each()
         assert len(workers) == 2, workers
-        for pid in workers:  # each process maps the very file, read-only
-            maps = Path(f"/proc/{pid}/maps").read_text()
-            assert any(str(mapped) in line and " r--" in line for line in maps.splitlines())
+        assert index_file.is_file()  # built once, beside the bundle
+        for pid in workers:  # each process maps the very files, read-only
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            for path in (mapped, index_file.resolve()):
+                assert any(str(path) in line and " r--" in line for line in maps), path
         user = str(served["bundle"].data.user_index[2])
         item = {"item_id": "NEW-W", "title": "Zorbly Oat Bar", "category": "snacks > bars"}
         assert httpx.post(f"{url}/items", json=item, timeout=30).status_code == 201

@@ -628,7 +628,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from xsell.serving.app import WORKER_BUNDLE, WORKER_EVENTS, create_app
+        from xsell.serving.app import (
+            WORKER_BUNDLE,
+            WORKER_EVENTS,
+            WORKER_INDEX,
+            WORKER_INDEX_DIR,
+            create_app,
+        )
     except ImportError as err:
         raise InputError(f"serving needs FastAPI and uvicorn ({err.name} is missing): "
                          'pip install "xsell[serve]"') from None
@@ -648,6 +654,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     catalogue = None
     if args.data is not None:
         catalogue = _clean(load_dataset(args.data))
+    bundle_path = Path(args.bundle).absolute()  # beside the bundle as named (a link too)
+    index_dir = bundle_path.with_name(f"{bundle_path.name}-index")  # faiss: built once
     if args.workers > 1:
         try:
             manifest = read_manifest(folder, catalogue)  # each process loads the models
@@ -658,7 +666,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               f"({len(events):,} events); API docs at http://{args.host}:{args.port}/docs",
               file=sys.stderr)
         events.close()
-        os.environ.update({WORKER_BUNDLE: str(folder), WORKER_EVENTS: str(events.path)})
+        os.environ.update({WORKER_BUNDLE: str(folder), WORKER_EVENTS: str(events.path),
+                           WORKER_INDEX: args.index, WORKER_INDEX_DIR: str(index_dir)})
         uvicorn.run("xsell.serving.app:app_from_environment", factory=True,
                     workers=args.workers, host=args.host, port=args.port,
                     log_level="warning")
@@ -672,8 +681,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
           f"{bundle.data.name}, {bundle.data.n_users:,} shoppers, {bundle.data.n_items:,} "
           f"items; event log {events.path} ({len(events):,} events, replayed); API docs at "
           f"http://{args.host}:{args.port}/docs", file=sys.stderr)
-    uvicorn.run(create_app(bundle, events), host=args.host, port=args.port,
-                log_level="warning")
+    uvicorn.run(create_app(bundle, events, index=args.index, index_dir=index_dir),
+                host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -832,6 +841,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--events", metavar="FILE",
                        help="the durable event log (SQLite), replayed on start (default: "
                             "DIR-events.sqlite beside the bundle)")
+    serve.add_argument("--index", choices=("auto", "exact", "ivf", "hnsw"), default="auto",
+                       help="the two-tower's nearest-neighbour index (default auto: exact "
+                            "up to 100,000 items, faiss IVF above, built once into "
+                            "DIR-index beside the bundle and memory-mapped)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (default 1); several share the bundle's "
                             "memory-mapped arrays and each follows the event log")

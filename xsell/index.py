@@ -17,12 +17,15 @@ index holds fewer than ``k`` vectors.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from xsell.models.base import top_k
 
 __all__ = ["EXACT_UP_TO", "ExactIndex", "FaissIndex", "GrowingRows", "build_index",
-           "recall_at_k"]
+           "recall_at_k", "shared_index"]
 
 #: Catalogues up to this many vectors are searched exactly by :func:`build_index`: a
 #: matrix product over them takes about a millisecond per query on one core.
@@ -259,7 +262,41 @@ class FaissIndex:
             index.nprobe = min(self.nprobe, nlist)
         index.add(x)
         self.index_ = index
+        self._added = None  # vectors added to a memory-mapped index (see open)
         return self
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to ``path`` (a reader sees the old file or the whole new one)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self._faiss().write_index(self.index_, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, **params) -> FaissIndex:
+        """An index :meth:`save` wrote, memory-mapped read-only (IVF's vectors are read
+        where they lie: processes that open one file share one copy in memory).
+
+        faiss cannot add to a mapped index, so vectors added later are kept in a small
+        exact buffer of this process's own and searched beside it. ``params``: the search
+        settings (``nprobe``, ``ef_search``, ``threads``).
+        """
+        index = cls(**params)
+        faiss = index._faiss()
+        index.index_ = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        ivf = faiss.try_extract_index_ivf(index.index_)
+        if ivf is not None:
+            index.kind, ivf.nprobe = "ivf", min(index.nprobe, ivf.nlist)
+        elif hasattr(index.index_, "hnsw"):
+            index.kind, index.index_.hnsw.efSearch = "hnsw", index.ef_search
+        else:
+            index.kind = "flat"
+        index._added = GrowingRows(np.empty((0, index.index_.d), dtype=np.float32))
+        return index
 
     @property
     def dim(self) -> int:
@@ -267,16 +304,22 @@ class FaissIndex:
         return int(self.index_.d)
 
     def __len__(self) -> int:
-        return int(self.index_.ntotal)
+        return int(self.index_.ntotal) + (len(self._added) if self._added is not None else 0)
 
     def reserve(self, rows: int) -> None:
-        """Nothing to do: faiss grows its storage itself."""
+        """Room for ``rows`` more vectors in a mapped index's buffer (faiss grows its own)."""
+        if self._added is not None:
+            self._added.reserve(rows)
 
     def add(self, vectors) -> np.ndarray:
-        """Append ``vectors`` (IVF places them in its trained cells); the rows they were given."""
+        """Append ``vectors`` (IVF places them in its trained cells; a mapped index keeps
+        them in its exact buffer); the rows they were given."""
         new = _matrix(vectors, "vectors", self.dim)
         start = len(self)
-        self.index_.add(new)
+        if self._added is not None:
+            self._added.append(new)
+        else:
+            self.index_.add(new)
         return np.arange(start, start + len(new))
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +327,16 @@ class FaissIndex:
         q, k = _matrix(queries, "queries", self.dim), _check_k(k)
         scores, rows = self.index_.search(q, k)
         rows = rows.astype(np.int64)
-        return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+        scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
+        if self._added is not None and len(self._added):  # and the buffer, exactly
+            extra = q @ self._added.array.T
+            scores = np.hstack([scores, extra])
+            rows = np.hstack([rows, np.broadcast_to(
+                np.arange(len(self._added)) + self.index_.ntotal, extra.shape)])
+            best = top_k(scores, k)
+            scores, rows = (np.take_along_axis(scores, best, axis=1),
+                            np.take_along_axis(rows, best, axis=1))
+        return scores, rows
 
 
 def build_index(vectors, kind: str = "auto", **params) -> ExactIndex | FaissIndex:
@@ -303,6 +355,46 @@ def build_index(vectors, kind: str = "auto", **params) -> ExactIndex | FaissInde
             raise ValueError(f"the exact index takes no parameters, got {sorted(params)}")
         return ExactIndex().fit(vectors)
     return FaissIndex(kind=kind, **params).fit(vectors)
+
+
+def shared_index(vectors, path: str | os.PathLike, kind: str = "auto",
+                 **params) -> ExactIndex | FaissIndex:
+    """:func:`build_index`, for several processes on one machine: a faiss index is built
+    once into ``path`` and memory-mapped by every process (:meth:`FaissIndex.open`).
+
+    A file lock makes one process build while the others wait; ``path`` is kept with a
+    fingerprint of the vectors and settings beside it (``.json``), so a later start on
+    the same vectors maps it at once and one on other vectors builds it again. The exact
+    index needs no file: it searches ``vectors`` where they lie (memory-mapped already
+    when they come from a saved model).
+    """
+    n = len(vectors)
+    if kind == "auto":
+        kind = "exact" if n <= EXACT_UP_TO else "ivf"
+    if kind == "exact":
+        return build_index(vectors, kind="exact", **params)
+    import fcntl
+    import hashlib
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = _matrix(vectors, "vectors")
+    digest = hashlib.sha256(x.data).hexdigest()
+    settings = {"kind": kind, "vectors": digest, "shape": list(x.shape),
+                **{k: v for k, v in sorted(params.items()) if k != "threads"}}
+    stamp = path.with_suffix(".json")
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds; the others then map it
+        try:
+            current = json.loads(stamp.read_text()) if stamp.is_file() else None
+        except ValueError:
+            current = None
+        if current != settings or not path.is_file():
+            FaissIndex(kind=kind, **params).fit(x).save(path)
+            stamp.write_text(json.dumps(settings))
+    search = {k: v for k, v in params.items() if k in ("nprobe", "ef_search", "threads")}
+    return FaissIndex.open(path, **search)
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:

@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -70,8 +71,8 @@ from xsell.serving.schemas import (
     SearchResponse,
 )
 
-__all__ = ["ApiError", "FOLLOW_SECONDS", "WORKER_BUNDLE", "WORKER_EVENTS",
-           "app_from_environment", "create_app"]
+__all__ = ["ApiError", "FOLLOW_SECONDS", "WORKER_BUNDLE", "WORKER_EVENTS", "WORKER_INDEX",
+           "WORKER_INDEX_DIR", "app_from_environment", "create_app"]
 
 log = logging.getLogger("xsell.serve")
 
@@ -85,7 +86,8 @@ class ApiError(Exception):
 
 
 def create_app(bundle: Bundle, events: EventLog | None = None,
-               follow: float | None = None) -> FastAPI:
+               follow: float | None = None, index: str = "auto",
+               index_dir: str | os.PathLike | None = None) -> FastAPI:
     """The FastAPI application serving ``bundle`` (see the module docstring).
 
     Parameters
@@ -100,6 +102,12 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
     follow : float, optional
         Read the log every ``follow`` seconds for the products and purchases that other
         server processes sharing it logged (``xsell serve --workers N``).
+    index : str
+        The two-tower's nearest-neighbour index (:func:`xsell.index.build_index`):
+        ``"auto"`` is exact up to 100,000 items, faiss IVF above.
+    index_dir : path-like, optional
+        Where a faiss index is built once and memory-mapped from, shared by the server
+        processes of this machine (``xsell serve`` uses ``DIR-index`` beside the bundle).
     """
     data = bundle.data
     log_file = None if events is None else str(events.path)
@@ -108,7 +116,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
     catalogue = LiveCatalogue(data)
     shared = SharedLock()  # the indexes POST /items grows
     two_tower = bundle.two_tower
-    retriever = None if two_tower is None else TwoTowerRetriever(two_tower)
+    retriever = None if two_tower is None else TwoTowerRetriever(
+        two_tower, kind=index,
+        index_file=None if index_dir is None else Path(index_dir) / "two-tower.faiss")
     ordered = threading.Lock()
     # how far this process has read the log; what it logged itself (applied already)
     seen = {"items": 0, "events": bundle.manifest.get("events_through", 0)}
@@ -378,8 +388,10 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
     return app
 
 
-#: Environment variables naming the bundle and the event log of ``xsell serve --workers``.
+#: Environment variables naming the bundle, the event log and the two-tower's index (kind,
+#: then folder) of ``xsell serve --workers``.
 WORKER_BUNDLE, WORKER_EVENTS = "XSELL_SERVE_BUNDLE", "XSELL_SERVE_EVENTS"
+WORKER_INDEX, WORKER_INDEX_DIR = "XSELL_SERVE_INDEX", "XSELL_SERVE_INDEX_DIR"
 #: How often each of several server processes reads the log for the others' events.
 FOLLOW_SECONDS = 0.1
 
@@ -390,8 +402,10 @@ def app_from_environment() -> FastAPI:
     following the log for what the other processes add.
 
     Each process loads the bundle; its large arrays -- the two-tower's item table that
-    its index searches, the search's text vectors -- are memory-mapped read-only from the
-    bundle's files (:mod:`xsell.checkpoint`), so the processes share one copy in memory.
+    its exact index searches, the search's text vectors -- are memory-mapped read-only
+    from the bundle's files (:mod:`xsell.checkpoint`), and a faiss index is built once
+    and mapped by all (:func:`xsell.index.shared_index`), so the processes share one copy
+    in memory.
     """
     from xsell.serving.bundle import load_bundle
 
@@ -400,7 +414,9 @@ def app_from_environment() -> FastAPI:
         raise RuntimeError(f"{', '.join(missing)} not set: start the processes with "
                            "`xsell serve DIR --workers N`")
     bundle = load_bundle(os.environ[WORKER_BUNDLE])
-    return create_app(bundle, EventLog(os.environ[WORKER_EVENTS]), follow=FOLLOW_SECONDS)
+    return create_app(bundle, EventLog(os.environ[WORKER_EVENTS]), follow=FOLLOW_SECONDS,
+                      index=os.environ.get(WORKER_INDEX, "auto"),
+                      index_dir=os.environ.get(WORKER_INDEX_DIR) or None)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["ServerProcess", "free_port"]
@@ -50,6 +51,8 @@ class ServerProcess:
         Where the server's output goes (default: a temporary file).
     env : dict, optional
         Extra environment variables of the server.
+    args : sequence of str
+        More ``xsell serve`` options (e.g. ``["--index", "ivf"]``).
 
     Attributes
     ----------
@@ -60,12 +63,13 @@ class ServerProcess:
     """
 
     def __init__(self, bundle, events, workers: int = 1, timeout: float = 120.0,
-                 log=None, env: dict | None = None):
+                 log=None, env: dict | None = None, args: Sequence[str] = ()):
         self.bundle, self.events = Path(bundle), Path(events)
         self.workers, self.timeout = workers, timeout
         self.log = Path(log) if log is not None else Path(
             tempfile.mkstemp(prefix="xsell-serve-", suffix=".log")[1])
         self.env = dict(env or {})
+        self.args = list(args)
         self.url = ""
         self.proc: subprocess.Popen | None = None
 
@@ -83,7 +87,8 @@ class ServerProcess:
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "xsell.cli", "serve", str(self.bundle), "--port",
-                 str(port), "--events", str(self.events), "--workers", str(self.workers)],
+                 str(port), "--events", str(self.events), "--workers", str(self.workers),
+                 *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.timeout

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from xsell.data import schema as S
-from xsell.index import build_index
+from xsell.index import build_index, shared_index
 from xsell.models.two_tower import TwoTower
 
 __all__ = ["TwoTowerRetriever"]
@@ -39,15 +39,19 @@ class TwoTowerRetriever:
         The fitted two-tower (e.g. a hybrid's component).
     kind : str
         The index (:func:`xsell.index.build_index`): ``"auto"`` chooses by catalogue size.
+    index_file : path-like, optional
+        Where a faiss index is built once and memory-mapped from
+        (:func:`xsell.index.shared_index`: the server processes of one machine share it);
+        without one, the index is built in this process's memory.
     """
 
-    def __init__(self, model: TwoTower, kind: str = "auto"):
+    def __init__(self, model: TwoTower, kind: str = "auto", index_file=None):
         self.model = model
         data = model.dataset_
         self._bias = model.objective == "mse"
-        self.index = build_index(self._item_rows(model.item_vectors_,
-                                                 self._item_bias(np.arange(len(model.items_)))),
-                                 kind=kind)
+        rows = self._item_rows(model.item_vectors_, self._item_bias(np.arange(len(model.items_))))
+        self.index = (build_index(rows, kind=kind) if index_file is None
+                      else shared_index(rows, index_file, kind=kind))
         self.item_ids = model.items_.to_numpy()
         self._added: dict = {}  # a product added while serving -> its index row
         history = model.history_matrix(data.interactions, data.user_index)

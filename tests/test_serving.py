@@ -472,17 +472,22 @@ def test_a_new_item_is_searchable_and_recommendable_at_once(served, tmp_path):
             assert r.status_code == 409 and r.json()["detail"]["value"] == taken
         r = c.post("/items", json={"item_id": "NEW-2"})
         assert r.status_code == 422 and r.json()["detail"]["field"] == "title"
+        # an id another server process logged a moment ago (this one has not read it yet)
+        log.add_item("NEW-3", {"title": "Zorbly Rye Crackers"})
+        r = c.post("/items", json={"item_id": "NEW-3", "title": "Zorbly Oat Bar"})
+        assert r.status_code == 409 and "another server process" in r.json()["detail"]["message"]
         assert c.get("/health").json()["items_added"] == 1
     log.close()
+    # the restarted server below reads both products from the log
     # a restarted server indexes the logged product again and replays the purchase
     with TestClient(create_app(load_bundle(served["folder"]),
                                EventLog(tmp_path / "events.sqlite")),
                     raise_server_exceptions=False) as c:
-        assert c.get("/health").json()["items_added"] == 1
+        assert c.get("/health").json()["items_added"] == 2
         assert c.get("/health").json()["events"] == 1
         assert c.post("/recommend", json=tower).json()["items"][0]["item_id"] == after[0]
-        found = c.get("/search", params={"q": "zorbli"}).json()  # a typo of it
-        assert found["items"][0]["item_id"] == "NEW-1"
+        found = c.get("/search", params={"q": "zorbli"}).json()  # a typo of their word
+        assert {it["item_id"] for it in found["items"][:2]} == {"NEW-1", "NEW-3"}
 
 
 # ---------------------------------------------------------------------- a real server

@@ -184,7 +184,7 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
     # MiniLM is read on first use: load it now, not during a shopper's first query
     bundle.search.text_encoder_.encode(["warm up"], store=False)
     bundle.assistant.understand(["warm up"], store=False)
-    # room for new products in the exact indexes now (one copy), not on a request
+    # room for new products in the indexes' buffers now, not on a request
     bundle.search.dense_.reserve(NEW_ITEM_ROOM)
     if retriever is not None:
         retriever.index.reserve(NEW_ITEM_ROOM)
@@ -370,7 +370,11 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
             if item in catalogue:
                 raise ApiError(409, "item_id", body.item_id, f"item id {body.item_id!r} is "
                                "in the catalogue already")
-            mine_items.add(events.add_item(body.item_id, fields).log_id)  # on disk first
+            try:  # on disk before it is served
+                mine_items.add(events.add_item(body.item_id, fields).log_id)
+            except ValueError:  # another server process logged that id a moment ago
+                raise ApiError(409, "item_id", body.item_id, f"item id {body.item_id!r} "
+                               "was added already (by another server process)") from None
             serves = add_products([(item, fields)])
         return NewItemResponse(
             item=_item(catalogue, item), serves=serves, ignores=list(ID_COMPONENTS),
@@ -420,8 +424,8 @@ def app_from_environment() -> FastAPI:
 
 
 # ---------------------------------------------------------------------- helpers
-#: New products the exact indexes have room for without a copy of the catalogue (more
-#: are added too: the room doubles, one copy each time).
+#: New products the indexes' buffers have room for from the start (more are added too:
+#: a full buffer doubles, copying only the products added before).
 NEW_ITEM_ROOM = 4096
 
 

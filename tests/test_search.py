@@ -202,6 +202,25 @@ def test_dense_retrieval_through_an_approximate_index_finds_the_exact_lists(engi
     assert all(len(r) == min(engine.dense_pool + 5, len(engine.items_)) for r in deep)
 
 
+def test_a_shared_dense_index_is_memory_mapped_and_ranks_as_a_private_one(engine, tmp_path):
+    pytest.importorskip("faiss")
+    from pathlib import Path
+
+    vectors = engine.dense_.vectors
+    shared = DenseIndex(vectors, kind="ivf", index_file=tmp_path / "dense.faiss", nprobe=4)
+    private = DenseIndex(vectors, kind="ivf", nprobe=4)
+    assert str(tmp_path / "dense.faiss") in Path("/proc/self/maps").read_text()
+    q = vectors[:20] + 0.01
+    np.testing.assert_array_equal(shared.search(q, 10)[1], private.search(q, 10)[1])
+    rows = np.arange(20)
+    np.testing.assert_allclose(shared.pair_scores(q, rows, rows),
+                               engine.dense_.pair_scores(q, rows, rows), rtol=1e-6)
+    new = vectors[:1] * -1
+    assert shared.add(new).tolist() == [len(vectors)]
+    assert shared.search(new, 1)[1].tolist() == [[len(vectors)]]
+    assert np.allclose(shared.pair_scores(new, np.array([0]), np.array([len(vectors)])), 1.0)
+
+
 def test_products_added_after_the_fit_are_found_at_once(engine, shop):
     import copy
 

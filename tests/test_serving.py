@@ -636,8 +636,8 @@ def test_a_bounded_mixed_load_at_concurrency_8_and_32_gets_no_5xx(served, tmp_pa
 
 def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_path):
     """``xsell serve --workers 2``: two processes answer, both map the two-tower's item
-    table from the one bundle file and its faiss index from the one file they built
-    once, and what one of them logs the other serves."""
+    table from the one bundle file and the two-tower's and the search's faiss indexes
+    from the files built once, and what one of them logs the other serves."""
     table = served["bundle"].two_tower.item_vectors_
     assert isinstance(table, np.memmap) and not table.flags.writeable
     mapped = Path(table.filename).resolve()
@@ -647,7 +647,8 @@ def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_p
     bundle.symlink_to(Path(served["folder"]).resolve(), target_is_directory=True)
     proc, url = _start_server(bundle, tmp_path / "events.sqlite", workers=2,
                               args=("--index", "ivf"))
-    index_file = tmp_path / "shop-index" / "two-tower.faiss"
+    index_files = [tmp_path / "shop-index" / f"{name}.faiss"
+                   for name in ("two-tower", "search-dense")]
     try:
         def health_of_each() -> dict:  # new connections until both have answered (60 s)
             found, deadline = {}, time.monotonic() + 60
@@ -659,10 +660,10 @@ def test_several_workers_share_the_mapped_index_and_follow_the_log(served, tmp_p
 
         workers = health_of_each()
         assert len(workers) == 2, workers
-        assert index_file.is_file()  # built once, beside the bundle
+        assert all(f.is_file() for f in index_files)  # built once, beside the bundle
         for pid in workers:  # each process maps the very files, read-only
             maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
-            for path in (mapped, index_file.resolve()):
+            for path in (mapped, *(f.resolve() for f in index_files)):
                 assert any(str(path) in line and " r--" in line for line in maps), path
         user = str(served["bundle"].data.user_index[2])
         item = {"item_id": "NEW-W", "title": "Zorbly Oat Bar", "category": "snacks > bars"}

@@ -842,9 +842,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the durable event log (SQLite), replayed on start (default: "
                             "DIR-events.sqlite beside the bundle)")
     serve.add_argument("--index", choices=("auto", "exact", "ivf", "hnsw"), default="auto",
-                       help="the two-tower's nearest-neighbour index (default auto: exact "
-                            "up to 100,000 items, faiss IVF above, built once into "
-                            "DIR-index beside the bundle and memory-mapped)")
+                       help="the nearest-neighbour indexes of the two-tower and the "
+                            "search (default auto: exact up to 100,000 items, faiss IVF "
+                            "above, built once into DIR-index beside the bundle and "
+                            "memory-mapped)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (default 1); several share the bundle's "
                             "memory-mapped arrays and each follows the event log")

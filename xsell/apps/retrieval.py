@@ -23,7 +23,7 @@ import pandas as pd
 from xsell.apps.query import QueryNormalizer
 from xsell.data import schema as S
 from xsell.data.dataset import Dataset
-from xsell.index import ExactIndex, GrowingRows, build_index
+from xsell.index import ExactIndex, build_index, shared_index
 
 #: Optional catalogue columns that go into the searchable text, after title and category.
 TEXT_COLUMNS = (S.BRAND, "description")
@@ -129,15 +129,20 @@ class DenseIndex:
         The index (:func:`xsell.index.build_index`): ``"auto"`` searches exactly up to
         :data:`~xsell.index.EXACT_UP_TO` items and with faiss IVF above; ``"hnsw"``
         keeps recall@10 above 0.99 on MiniLM vectors (``benchmarks/bench_index.py``).
+    index_file : path-like, optional
+        Where a faiss index is built once and memory-mapped from
+        (:func:`xsell.index.shared_index`: the server processes of one machine share it).
     **params
         The faiss index's parameters (:class:`xsell.index.FaissIndex`).
     """
 
-    def __init__(self, vectors: np.ndarray, kind: str = "auto", **params):
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", index_file=None, **params):
         unit = _unit(vectors)
-        self.index = build_index(unit, kind=kind, **params)
-        # pair scores read the rows: the exact index holds them, a faiss index a copy here
-        self._rows = None if isinstance(self.index, ExactIndex) else GrowingRows(unit)
+        self.index = (build_index(unit, kind=kind, **params) if index_file is None
+                      else shared_index(unit, index_file, kind=kind, **params))
+        # pair scores read the rows: the exact index holds them; beside a faiss index, an
+        # exact index of the same (unit, perhaps memory-mapped) rows, never copied
+        self._rows = self.index if isinstance(self.index, ExactIndex) else ExactIndex().fit(unit)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -145,10 +150,10 @@ class DenseIndex:
     @property
     def vectors(self) -> np.ndarray:
         """The unit item vectors, one row per catalogue item."""
-        return self.index.vectors_ if self._rows is None else self._rows.array
+        return self._rows.vectors_
 
     def _gather(self, items: np.ndarray) -> np.ndarray:
-        return self.index.rows(items) if self._rows is None else self._rows.array[items]
+        return self._rows.rows(items)
 
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each query vector, best first (``-1`` rows where
@@ -177,13 +182,13 @@ class DenseIndex:
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` more items now, so that adding them copies nothing."""
         self.index.reserve(rows)
-        if self._rows is not None:
+        if self._rows is not self.index:
             self._rows.reserve(rows)
 
     def add(self, vectors: np.ndarray) -> np.ndarray:
         """Append item vectors (new catalogue rows); the rows they were given."""
         unit = _unit(vectors)
         rows = self.index.add(unit)
-        if self._rows is not None:
-            self._rows.append(unit)
+        if self._rows is not self.index:
+            self._rows.add(unit)
         return rows

@@ -249,6 +249,14 @@ class ProductSearch(Saveable):
         self._index(dataset, vectors)
         self._use(dataset, self.models_)
 
+    def share_index(self, path, kind: str | None = None) -> None:
+        """Rebuild the dense retriever's index through :func:`xsell.index.shared_index`:
+        above 100,000 products (or with a faiss ``kind``; default ``dense_index``) it is
+        built once into ``path`` and memory-mapped, so the server processes of one
+        machine share it. Call it before adding products."""
+        self.dense_ = DenseIndex(self.dense_.vectors, kind=kind or self.dense_index,
+                                 index_file=path)
+
     def add_items(self, items: pd.DataFrame, vectors: np.ndarray) -> None:
         """Make products new since the fit searchable at once.
 

@@ -103,10 +103,11 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
         Read the log every ``follow`` seconds for the products and purchases that other
         server processes sharing it logged (``xsell serve --workers N``).
     index : str
-        The two-tower's nearest-neighbour index (:func:`xsell.index.build_index`):
-        ``"auto"`` is exact up to 100,000 items, faiss IVF above.
+        The nearest-neighbour indexes of the two-tower and of the search's dense
+        retrieval (:func:`xsell.index.build_index`): ``"auto"`` is exact up to 100,000
+        items, faiss IVF above (the search keeps the kind it was fitted with).
     index_dir : path-like, optional
-        Where a faiss index is built once and memory-mapped from, shared by the server
+        Where faiss indexes are built once and memory-mapped from, shared by the server
         processes of this machine (``xsell serve`` uses ``DIR-index`` beside the bundle).
     """
     data = bundle.data
@@ -119,6 +120,9 @@ def create_app(bundle: Bundle, events: EventLog | None = None,
     retriever = None if two_tower is None else TwoTowerRetriever(
         two_tower, kind=index,
         index_file=None if index_dir is None else Path(index_dir) / "two-tower.faiss")
+    if index_dir is not None:  # before any product is added to it
+        bundle.search.share_index(Path(index_dir) / "search-dense.faiss",
+                                  kind=None if index == "auto" else index)
     ordered = threading.Lock()
     # how far this process has read the log; what it logged itself (applied already)
     seen = {"items": 0, "events": bundle.manifest.get("events_through", 0)}

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from readme_table import markdown_table, update_readme
 
+from xsell.serving.load import LATENCY_BARS
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -56,12 +58,7 @@ SEQUENTIAL = {
     "assist": ("assist", {}),
     "events": ("events", {}),
 }
-#: The issue's bars on the server's p99 (ms). "events" is the event's own time: logged
-#: on disk and the shopper's state updated (history, user vector), which the next list
-#: reads; the rows "event -> updated ... list" add that list's time.
-BARS = {"two-tower recommend": 20, "hybrid recommend explore": 100,
-        "hybrid recommend all": 100, "hybrid recommend cross-category": 100, "search": 50,
-        "events": 10, "new item -> in the index": 100}
+BARS = LATENCY_BARS  # the project's bars on the server's p99 (ms)
 
 
 def new_products(data, n: int, seed: int = 0) -> list[dict]:
@@ -150,7 +147,7 @@ def main() -> int:
     import httpx
 
     from xsell.serving.bundle import bundle_size, load_bundle
-    from xsell.serving.load import http_arguments, request_mix, run_load
+    from xsell.serving.load import one_at_a_time, request_mix, run_load
 
     data = load_bundle(args.bundle).data
     users = [str(u) for u in data.user_index]
@@ -168,22 +165,14 @@ def main() -> int:
                 # one kind at a time: each request drawn as the load draws it
                 plan = request_mix(data, 12 * args.sequential, seed=1)
                 for label, (kind, change) in SEQUENTIAL.items():
-                    requests = [p for p in plan if p[0] == kind][:args.sequential]
-                    client, server = [], []
-                    for _, method, path, body in requests:
-                        body = {**body, **change}
-                        t = time.perf_counter()
-                        r = c.request(method, path, **http_arguments(method, body))
-                        client.append((time.perf_counter() - t) * 1000)
-                        assert r.status_code in (200, 201), r.text
-                        server.append(r.json()["took_ms"])
+                    client, took = one_at_a_time(c, plan, kind, args.sequential, change)
                     report["sequential"][label] = {"client": _percentiles(client),
-                                                   "server": _percentiles(server)}
+                                                   "server": _percentiles(took)}
                 # an event, then that shopper's list: the event's time (log + user tower)
                 # plus the list's
                 for label, model in (("event -> updated two-tower list", "two-tower"),
                                      ("event -> updated hybrid list", "hybrid")):
-                    client, server = [], []
+                    client, took = [], []
                     for _, _, _, body in [p for p in plan if p[0] == "events"][
                             :args.sequential]:
                         t = time.perf_counter()
@@ -191,22 +180,22 @@ def main() -> int:
                         listed = c.post("/recommend", json={"user": body["user"], "k": 10,
                                                             "model": model}).json()
                         client.append((time.perf_counter() - t) * 1000)
-                        server.append(event["took_ms"] + listed["took_ms"])
+                        took.append(event["took_ms"] + listed["took_ms"])
                     report["sequential"][label] = {"client": _percentiles(client),
-                                                   "server": _percentiles(server)}
+                                                   "server": _percentiles(took)}
                 # a new product: encoded, logged and indexed; then a search for its title
-                client, server, found = [], [], 0
+                client, took, found = [], [], 0
                 for body in new_products(data, args.sequential):
                     t = time.perf_counter()
                     r = c.post("/items", json=body)
                     client.append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 201, r.text
-                    server.append(r.json()["took_ms"])
+                    took.append(r.json()["took_ms"])
                     hits = c.get("/search", params={"q": body["title"], "k": 10}).json()
                     found += str(hits["items"][0]["item_id"]) == body["item_id"]
                 report["sequential"]["new item -> in the index"] = {
-                    "client": _percentiles(client), "server": _percentiles(server)}
-                report["new_items_first_in_search"] = [found, len(server)]
+                    "client": _percentiles(client), "server": _percentiles(took)}
+                report["new_items_first_in_search"] = [found, len(took)]
             for concurrency in (8, 32):
                 result = run_load(url, request_mix(data, args.load, seed=concurrency),
                                   concurrency, max_seconds=args.seconds)

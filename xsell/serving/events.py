@@ -179,11 +179,6 @@ class LiveHistories:
                           (event.event_id, tuple(items)), key=lambda b: b[0])
             self.n_events += 1
 
-    def users(self) -> list[str]:
-        """The shoppers with events (their ids as text)."""
-        with self._lock:
-            return list(self._baskets)
-
     def has_events(self, user) -> bool:
         return self.key(user) in self._baskets
 

@@ -19,12 +19,19 @@ import pandas as pd
 
 from xsell.data.dataset import Dataset
 
-__all__ = ["MESSAGES", "MIX", "LoadResult", "http_arguments", "request_mix", "run_load"]
+__all__ = ["LATENCY_BARS", "MESSAGES", "MIX", "LoadResult", "http_arguments", "one_at_a_time",
+           "request_mix", "run_load"]
 
 #: The default mix of requests, as shares of the plan -- the hybrid's lists, the
 #: two-tower's, carts to complete, search queries, assistant messages, purchase events.
 MIX = {"recommend": 0.35, "two-tower": 0.15, "complete": 0.1, "search": 0.15,
        "assist": 0.1, "events": 0.15}
+#: The project's bars on the server's p99 (ms), by request (the benchmark's labels). An
+#: event's is its own time: logged on disk and the shopper's state updated, which the
+#: next list reads.
+LATENCY_BARS = {"two-tower recommend": 20, "hybrid recommend explore": 100,
+                "hybrid recommend all": 100, "hybrid recommend cross-category": 100,
+                "search": 50, "events": 10, "new item -> in the index": 100}
 #: What the ``assist`` requests say (one of these, drawn per request).
 MESSAGES = ("where is my order?", "I want to cancel my order", "can I get a refund",
             "I'd like to buy my usual things", "I need something for breakfast",
@@ -161,3 +168,26 @@ def run_load(url: str, plan: Sequence[tuple[str, str, str, dict]], concurrency: 
     for t in threads:
         t.join()
     return LoadResult(concurrency, time.perf_counter() - start, rows)
+
+
+def one_at_a_time(client, plan: Sequence[tuple], kind: str, n: int,
+                  change: dict | None = None) -> tuple[list[float], list[float]]:
+    """Send the first ``n`` requests of ``kind`` in ``plan`` one after another (their bodies
+    updated with ``change``) through an ``httpx.Client``; each one's latency seen by the
+    client and the server's own ``took_ms``, in ms.
+
+    Raises
+    ------
+    RuntimeError
+        If a request is not answered with a 2xx (naming it, with the answer).
+    """
+    client_ms, server_ms = [], []
+    for _, method, path, body in [p for p in plan if p[0] == kind][:n]:
+        body = {**body, **(change or {})}
+        start = time.perf_counter()
+        r = client.request(method, path, **http_arguments(method, body))
+        client_ms.append((time.perf_counter() - start) * 1000)
+        if not 200 <= r.status_code < 300:
+            raise RuntimeError(f"{method} {path} {body}: {r.status_code} {r.text[:300]}")
+        server_ms.append(float(r.json()["took_ms"]))
+    return client_ms, server_ms
